@@ -1,0 +1,166 @@
+"""SearchConfig: the one config object, built once from flags or Python and written to config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from search.errors import HyperCNNError
+
+CONFIG_FILE = "config.json"
+DATA_ENV_VAR = "HYPERCNN_DATA"
+DEFAULT_DATA = "cifar10"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """'15m' -> 900.0, '90s' -> 90.0, '1.5h' -> 5400.0, 120 -> 120.0; None/'none' -> None."""
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "none", "0")):
+        return None
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        match = _DURATION.match(text)
+        if not match:
+            raise HyperCNNError(
+                f"time budget {text!r} is not a duration; write it like 90s, 15m or 1.5h"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "").lower() or None]
+    if seconds <= 0:
+        raise HyperCNNError(f"time budget must be positive; got {text!r}")
+    return seconds
+
+
+def parse_size(text: str | float | int | None, name: str) -> float | int | None:
+    """A split size: an image count ('5000') or a fraction of the pool ('0.1')."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise HyperCNNError(
+            f"{name} {text!r} is neither a count nor a fraction; give e.g. 5000 or 0.1"
+        ) from None
+    if value <= 0:
+        raise HyperCNNError(f"{name} must be positive; got {text!r}")
+    if value < 1:
+        return value
+    if value != int(value):
+        raise HyperCNNError(f"{name} {text!r} must be a whole count or a fraction below 1")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Everything a run depends on. Validated on construction; frozen afterwards."""
+
+    data: str = DEFAULT_DATA
+    space: str = "cnn"
+    out: str = "results/cnn-seed0"
+    max_epochs: int = 27
+    factor: int = 3
+    hyperband_iterations: int = 1
+    seed: int = 0
+    time_budget_s: float | None = None
+    overwrite: bool = False
+    # Split sizes: a count of images or a fraction; None = the default for that split.
+    train_size: float | int | None = None
+    val_size: float | int | None = 0.1
+    test_size: float | int | None = None
+    batch_size: int = 128
+    verify_md5: bool = True
+    cache_dir: str = "~/.cache/hypercnn"
+    # "auto" turns mixed precision and XLA on when a GPU is present, off on CPU.
+    precision: str = "auto"
+    jit_compile: str = "auto"
+    max_consecutive_failed_trials: int = 3
+    # Keras progress output: "auto" = bar on a terminal, one line per epoch otherwise.
+    progress: str = "auto"
+
+    def __post_init__(self) -> None:
+        from spaces import list_spaces  # late: spaces import keras, config should not need to
+
+        if self.space not in list_spaces():
+            raise HyperCNNError(
+                f"unknown space {self.space!r}; choose one of {', '.join(list_spaces())} "
+                "(hypercnn spaces lists them)"
+            )
+        if self.max_epochs < 1:
+            raise HyperCNNError(f"--max-epochs must be at least 1; got {self.max_epochs}")
+        if self.factor < 2:
+            raise HyperCNNError(f"--factor must be at least 2; got {self.factor}")
+        if self.hyperband_iterations < 1:
+            raise HyperCNNError("--hyperband-iterations must be at least 1")
+        if self.batch_size < 1:
+            raise HyperCNNError(f"--batch-size must be at least 1; got {self.batch_size}")
+        if self.precision not in ("auto", "float32", "mixed_float16", "mixed_bfloat16"):
+            raise HyperCNNError(
+                f"--precision {self.precision!r} is unknown; "
+                "use auto, float32, mixed_float16 or mixed_bfloat16"
+            )
+        if self.jit_compile not in ("auto", "on", "off"):
+            raise HyperCNNError(f"--jit-compile {self.jit_compile!r} is unknown; use auto, on or off")
+        if self.progress not in ("auto", "bar", "epoch", "off"):
+            raise HyperCNNError(f"--progress {self.progress!r} is unknown; use auto, bar, epoch or off")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise HyperCNNError("--time-budget must be positive")
+        for name in ("train_size", "val_size", "test_size"):
+            parse_size(getattr(self, name), "--" + name.replace("_", "-"))
+
+    @classmethod
+    def create(cls, data: str | None = None, **fields: Any) -> SearchConfig:
+        """Build a config, falling back to $HYPERCNN_DATA and then to the Keras CIFAR-10 download."""
+        # The only place the environment is read: everything downstream gets this object.
+        data = data or os.environ.get(DATA_ENV_VAR) or DEFAULT_DATA
+        if "time_budget_s" in fields:
+            fields["time_budget_s"] = parse_duration(fields["time_budget_s"])
+        for name in ("train_size", "val_size", "test_size"):
+            if name in fields:
+                fields[name] = parse_size(fields[name], "--" + name.replace("_", "-"))
+        if not fields.get("out"):
+            fields["out"] = f"results/{fields.get('space', 'cnn')}-seed{fields.get('seed', 0)}"
+        return cls(data=data, **fields)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, run_dir: Path | None = None) -> Path:
+        path = Path(run_dir or self.run_dir) / CONFIG_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> SearchConfig:
+        path = Path(run_dir) / CONFIG_FILE
+        if not path.is_file():
+            raise HyperCNNError(
+                f"{run_dir} has no {CONFIG_FILE}: it is not a HyperCNN run folder; "
+                "give the --out folder of a finished 'hypercnn search'"
+            )
+        try:
+            stored = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise HyperCNNError(f"{path} is not valid JSON ({exc}); re-run the search") from None
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in stored.items() if key in known})
+
+    def same_search_as(self, other: SearchConfig) -> list[str]:
+        """Fields that make a resumed run a different search (budget and display may change)."""
+        may_change = {"time_budget_s", "overwrite", "progress", "cache_dir", "out"}
+        return [
+            field.name
+            for field in dataclasses.fields(self)
+            if field.name not in may_change
+            and getattr(self, field.name) != getattr(other, field.name)
+        ]

@@ -1,0 +1,59 @@
+"""What the machine offers, and the training settings that follow (mixed precision, XLA)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+
+import keras
+import tensorflow as tf
+
+from search.config import SearchConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Acceleration:
+    gpus: list[str]
+    precision: str
+    jit_compile: bool
+
+
+def detect_gpus() -> list[str]:
+    names = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        names.append(details.get("device_name", device.name))
+    return names
+
+
+def choose_acceleration(config: SearchConfig) -> Acceleration:
+    """auto: mixed float16 and XLA on a GPU (tensor cores), float32 without XLA on CPU."""
+    gpus = detect_gpus()
+    precision = config.precision
+    if precision == "auto":
+        precision = "mixed_float16" if gpus else "float32"
+    jit_compile = {"on": True, "off": False}.get(config.jit_compile, bool(gpus))
+    return Acceleration(gpus, precision, jit_compile)
+
+
+def apply_acceleration(acceleration: Acceleration) -> None:
+    keras.mixed_precision.set_global_policy(acceleration.precision)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

@@ -1,0 +1,150 @@
+"""run_search: config -> data -> Hyperband over a space -> a run folder that a later run resumes."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from search.config import SearchConfig
+from search.data import LoadedData, load_data
+from search.errors import HyperCNNError
+from search.hardware import apply_acceleration, choose_acceleration, cpu_count, cpu_model
+from search.pipeline import make_dataset
+from search.runfolder import RunFolder, environment, write_json
+from search.tuner import HyperCNNTuner
+from spaces import get_space
+from spaces.base import DataSpec, SpaceHyperModel
+
+
+@dataclasses.dataclass
+class SearchResult:
+    run_dir: Path
+    trials: int
+    completed: int
+    best_trial: str | None
+    best_score: float | None
+    seconds: float
+
+
+def fit_verbosity(progress: str) -> int | str:
+    return {"auto": "auto", "bar": 1, "epoch": 2, "off": 0}[progress]
+
+
+def data_spec(splits) -> DataSpec:
+    """Channel statistics come from the training split only: nothing peeks at validation or test."""
+    pixels = splits.x_train.reshape(-1, splits.x_train.shape[-1]).astype(np.float64)
+    return DataSpec(
+        num_classes=len(splits.class_names),
+        input_shape=splits.input_shape,
+        mean=tuple(float(v) for v in pixels.mean(axis=0)),
+        std=tuple(float(max(v, 1e-3)) for v in pixels.std(axis=0)),
+    )
+
+
+def build_tuner(config: SearchConfig, loaded: LoadedData, overwrite: bool | None = None) -> HyperCNNTuner:
+    acceleration = choose_acceleration(config)
+    apply_acceleration(acceleration)
+    hypermodel: SpaceHyperModel = get_space(config.space)(
+        data_spec(loaded.splits),
+        jit_compile=acceleration.jit_compile,
+        fit_verbose=fit_verbosity(config.progress),
+    )
+    return HyperCNNTuner(config, hypermodel, overwrite=overwrite)
+
+
+def _prepare_run_folder(config: SearchConfig) -> RunFolder:
+    run = RunFolder(config.out)
+    if config.overwrite and run.path.exists():
+        shutil.rmtree(run.path)
+    if run.config.is_file():
+        previous = SearchConfig.load(run.path)
+        changed = previous.same_search_as(config)
+        if changed:
+            raise HyperCNNError(
+                f"{run.path} holds a search with different {', '.join(changed)}; resume it with the "
+                "same flags, pass --overwrite to start afresh, or choose another --out"
+            )
+        print(f"resuming the search in {run.path} (finished trials are kept)", flush=True)
+    config.save(run.path)
+    return run
+
+
+def run_search(config: SearchConfig) -> SearchResult:
+    """Run (or resume) a Hyperband search; returns when done, at the time budget, or on Ctrl-C."""
+    started = time.time()
+    deadline = started + config.time_budget_s if config.time_budget_s else None
+    run = _prepare_run_folder(config)
+    loaded = load_data(config)
+    print(loaded.describe(), flush=True)
+    acceleration = choose_acceleration(config)
+    write_json(
+        run.env,
+        environment(
+            hardware={
+                "cpu": cpu_model(),
+                "cpu_cores": cpu_count(),
+                "gpus": acceleration.gpus,
+                "precision": acceleration.precision,
+                "jit_compile": acceleration.jit_compile,
+            },
+            data={
+                "source": config.data,
+                "kind": loaded.kind,
+                "sha256": loaded.sha256,
+                "classes": loaded.splits.class_names,
+                "input_shape": list(loaded.splits.input_shape),
+                "split_sizes": loaded.splits.sizes,
+                "test_origin": loaded.splits.test_origin,
+            },
+        ),
+    )
+    tuner = build_tuner(config, loaded, overwrite=False)
+    tuner.set_deadline(deadline)
+    tuner.search_started = started
+    splits = loaded.splits
+    num_classes = len(splits.class_names)
+    train = make_dataset(splits.x_train, splits.y_train, num_classes, config.batch_size, shuffle=True, seed=config.seed)
+    validation = make_dataset(splits.x_val, splits.y_val, num_classes, config.batch_size)
+    budget = f", time budget {config.time_budget_s / 60:.1f} min" if deadline else ""
+    print(
+        f"searching space '{config.space}' with Hyperband (max_epochs {config.max_epochs}, "
+        f"factor {config.factor}){budget}; leaderboard: {run.trials_csv}",
+        flush=True,
+    )
+    try:
+        # verbose=0 silences KerasTuner's own tables; our per-trial line and Keras's bar remain.
+        tuner.search(train, validation_data=validation, epochs=config.max_epochs, verbose=0)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished trials are kept in {run.path}; run the same command to resume")
+    except RuntimeError as exc:
+        if "consecutive failures" not in str(exc):
+            raise
+        first_line = str(exc).strip().splitlines()[0]
+        raise HyperCNNError(
+            f"search stopped: {first_line.lower()} (see the error column of {run.trials_csv}); "
+            "fix the cause, then run the same command to resume"
+        ) from None
+    finally:
+        tuner.write_leaderboard()
+    completed = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+    best = [t for t in tuner.oracle.get_best_trials(1) if t.score is not None]
+    result = SearchResult(
+        run_dir=run.path,
+        trials=len(tuner.oracle.trials),
+        completed=len(completed),
+        best_trial=best[0].trial_id if best else None,
+        best_score=best[0].score if best else None,
+        seconds=time.time() - started,
+    )
+    stop_reason = "time budget reached" if deadline and time.time() >= deadline else "search finished"
+    best_text = f"best {result.best_score:.4f} (trial {result.best_trial})" if best else "no completed trial"
+    print(
+        f"{stop_reason}: {result.completed}/{result.trials} trials completed, {best_text}, "
+        f"{result.seconds / 60:.1f} min; next: hypercnn report {run.path}",
+        flush=True,
+    )
+    return result

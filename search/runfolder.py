@@ -1,0 +1,118 @@
+"""The run-folder contract: every file a later step needs, under a stable name in results/<run>/.
+
+    config.json          the SearchConfig
+    env.json             versions, hardware, data sha256, split sizes
+    trials.csv           the leaderboard, one row per trial, updated as trials finish
+    tuner/               KerasTuner's own state (oracle.json, trial_*/), which resume reads
+    report/              index.html, leaderboard.csv, metrics.json
+    model/               best.keras, model.json, history.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+TUNER_PROJECT = "tuner"
+TRIAL_RECORD = "hypercnn.json"
+PACKAGES = ("tensorflow", "keras", "keras-tuner", "numpy", "pandas", "scikit-learn", "matplotlib", "pillow")
+
+
+class RunFolder:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.json")
+    env = property(lambda self: self.path / "env.json")
+    trials_csv = property(lambda self: self.path / "trials.csv")
+    tuner_dir = property(lambda self: self.path / TUNER_PROJECT)
+    report_dir = property(lambda self: self.path / "report")
+    model_dir = property(lambda self: self.path / "model")
+    model_file = property(lambda self: self.path / "model" / "best.keras")
+    model_json = property(lambda self: self.path / "model" / "model.json")
+
+    def trial_record(self, trial_id: str) -> Path:
+        return self.tuner_dir / f"trial_{trial_id}" / TRIAL_RECORD
+
+    def read_trial_record(self, trial_id: str) -> dict[str, Any]:
+        path = self.trial_record(trial_id)
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_json(path: Path, content: Any) -> None:
+    """Write-then-rename, so a kill mid-write never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(content, indent=2, default=_jsonable) + "\n")
+    os.replace(partial, path)
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> None:
+    partial = path.with_name(path.name + ".partial")
+    table.to_csv(partial, index=False)
+    os.replace(partial, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def environment(hardware: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "packages": package_versions(),
+        "platform": platform.platform(),
+        "hardware": hardware,
+        "data": data,
+    }
+
+
+def trials_table(tuner_trials: dict, run: RunFolder, objective: str = "val_accuracy") -> pd.DataFrame:
+    """One row per KerasTuner trial: id, status, every hyper-parameter, epochs, scores, seconds."""
+    rows = []
+    for trial_id, trial in sorted(tuner_trials.items()):
+        values = dict(trial.hyperparameters.values)
+        record = run.read_trial_record(trial_id)
+        row: dict[str, Any] = {
+            "trial_id": trial_id,
+            "status": record.get("status_note") or trial.status,
+            "bracket": values.pop("tuner/bracket", None),
+            "round": values.pop("tuner/round", None),
+            "parent_trial": values.pop("tuner/trial_id", None),
+            "epochs": values.pop("tuner/epochs", None),
+            "initial_epoch": values.pop("tuner/initial_epoch", None),
+        }
+        row["epochs_trained"] = record.get("epochs_trained")
+        row["best_epoch"] = record.get("best_epoch")
+        for metric in (objective, "val_loss", "accuracy", "loss"):
+            value = None
+            if trial.metrics.exists(metric):
+                value = trial.metrics.get_last_value(metric)
+            row[metric] = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        row["seconds"] = record.get("seconds")
+        row.update(values)
+        message = (trial.message or "").strip().splitlines()
+        row["error"] = message[-1] if message else ""
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,188 @@
+"""KerasTuner's Hyperband with a time budget, a known-good first trial and a live leaderboard.
+
+The bracket math is KerasTuner's own (HyperbandOracle); this module only adds what a long,
+interruptible search needs around it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import keras
+import keras_tuner as kt
+
+from search.config import SearchConfig
+from search.runfolder import TUNER_PROJECT, RunFolder, trials_table, write_csv, write_json
+from spaces.base import SpaceHyperModel
+
+OBJECTIVE = "val_accuracy"
+
+# KerasTuner prints every failed trial's traceback; we print one line and keep the full
+# traceback in the trial's trial.json (and its last line in trials.csv).
+kt.src.config.DEBUG = False
+
+
+class BudgetedHyperbandOracle(kt.oracles.HyperbandOracle):
+    """HyperbandOracle that stops handing out trials at a deadline and starts from the defaults."""
+
+    deadline: float | None = None
+
+    def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
+        if self.deadline is not None and time.time() >= self.deadline:
+            return kt.engine.trial.Trial(self.hyperparameters.copy(), status=kt.engine.trial.TrialStatus.STOPPED)
+        return super().create_trial(tuner_id)
+
+    def _random_values(self) -> dict[str, Any] | None:
+        # The very first trial uses every hyper-parameter's default: a configuration known to
+        # train well, so even a search cut short by its budget ends no worse than the default.
+        if self._tried_so_far:
+            return super()._random_values()
+        hps = kt.HyperParameters()
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            if hps.is_active(hp):
+                hps.values[hp.name] = hp.default
+        return hps.values
+
+
+class StopAtDeadline(keras.callbacks.Callback):
+    """Ends training at the deadline; the partial epoch is still validated and kept."""
+
+    def __init__(self, deadline: float | None) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self.stopped = False
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.model.stop_training = True
+            self.stopped = True
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Keeps every epoch's metrics (for curves) and notices a diverging loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {"epoch": []}
+        self.diverged_at: int | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.history["epoch"].append(epoch + 1)
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(float(value))
+        loss = float(logs.get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.diverged_at = epoch + 1
+            self.model.stop_training = True
+
+
+class HyperCNNTuner(kt.Hyperband):
+    """keras_tuner.Hyperband over a SpaceHyperModel, writing trials.csv as trials finish."""
+
+    def __init__(self, config: SearchConfig, hypermodel: SpaceHyperModel, overwrite: bool | None = None) -> None:
+        self.config = config
+        self.run = RunFolder(config.out)
+        self.deadline: float | None = None
+        self.search_started = time.time()
+        oracle = BudgetedHyperbandOracle(
+            objective=kt.Objective(OBJECTIVE, direction="max"),
+            max_epochs=config.max_epochs,
+            factor=config.factor,
+            hyperband_iterations=config.hyperband_iterations,
+            seed=config.seed,
+            max_consecutive_failed_trials=config.max_consecutive_failed_trials,
+        )
+        # Skip Hyperband.__init__ (it only builds a plain HyperbandOracle); keep its run_trial.
+        kt.Tuner.__init__(
+            self,
+            oracle=oracle,
+            hypermodel=hypermodel,
+            directory=str(config.out),
+            project_name=TUNER_PROJECT,
+            overwrite=config.overwrite if overwrite is None else overwrite,
+        )
+
+    def _deepcopy_callbacks(self, callbacks: list) -> list:
+        # KerasTuner deep-copies callbacks per execution; ours must stay the instances we read.
+        ours = [c for c in callbacks if isinstance(c, (StopAtDeadline, EpochRecorder))]
+        return super()._deepcopy_callbacks([c for c in callbacks if c not in ours]) + ours
+
+    def set_deadline(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.oracle.deadline = deadline
+
+    def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        started = time.time()
+        # Each trial gets its own reproducible seed, the same on resume.
+        keras.utils.set_random_seed(self.config.seed * 100_003 + int(trial.trial_id))
+        deadline = StopAtDeadline(self.deadline)
+        recorder = EpochRecorder()
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), deadline, recorder]
+        try:
+            results = super().run_trial(trial, *args, **kwargs)
+        finally:
+            self._record(trial, started, recorder, deadline)
+        if recorder.diverged_at is not None:
+            learning_rate = trial.hyperparameters.values.get("learning_rate")
+            raise kt.errors.FailedTrialError(
+                f"diverged: loss became NaN/inf at epoch {recorder.diverged_at} "
+                f"(learning_rate {learning_rate}); lower the learning-rate range of the space"
+            )
+        if not recorder.history["epoch"]:
+            raise kt.errors.FailedTrialError("stopped by the time budget before its first epoch ended")
+        return results
+
+    def _record(self, trial, started: float, recorder: EpochRecorder, deadline: StopAtDeadline) -> None:
+        history = recorder.history
+        scores = history.get(OBJECTIVE, [])
+        best = max(range(len(scores)), key=scores.__getitem__) if scores else None
+        note = None
+        if recorder.diverged_at is not None:
+            note = "DIVERGED"
+        elif deadline.stopped:
+            note = "CUT_BY_BUDGET"
+        write_json(
+            self.run.trial_record(trial.trial_id),
+            {
+                "seconds": round(time.time() - started, 2),
+                "epochs_trained": len(history["epoch"]),
+                "best_epoch": history["epoch"][best] if best is not None else None,
+                "status_note": note,
+                "history": history,
+            },
+        )
+
+    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        super().on_trial_end(trial)
+        self.write_leaderboard()
+        self._print_trial_line(trial)
+
+    def write_leaderboard(self) -> None:
+        table = trials_table(self.oracle.trials, self.run, OBJECTIVE)
+        if len(table):
+            write_csv(self.run.trials_csv, table)
+
+    def _print_trial_line(self, trial: kt.engine.trial.Trial) -> None:
+        trial = self.oracle.get_trial(trial.trial_id)
+        record = self.run.read_trial_record(trial.trial_id)
+        score = trial.score if trial.score is not None else float("nan")
+        best = [t for t in self.oracle.get_best_trials(1) if t.score is not None]
+        best_text = f"best {best[0].score:.4f} (trial {best[0].trial_id})" if best else "no best yet"
+        elapsed = time.time() - self.search_started
+        budget = ""
+        if self.deadline is not None:
+            budget = f", {max(0.0, self.deadline - time.time()) / 60:.1f} min of budget left"
+        status = record.get("status_note") or trial.status
+        print(
+            f"[trial {trial.trial_id}] {status:<9} {OBJECTIVE} {score:.4f} "
+            f"after {record.get('epochs_trained', 0)} epoch(s) in {record.get('seconds', 0):.0f}s | "
+            f"{best_text} | {elapsed / 60:.1f} min elapsed{budget}",
+            flush=True,
+        )
+        if trial.status == "FAILED" and trial.message:
+            print(f"    reason: {trial.message.strip().splitlines()[-1]}", file=sys.stderr, flush=True)

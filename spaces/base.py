@@ -1,0 +1,83 @@
+"""SpaceHyperModel: the KerasTuner HyperModel every space subclasses.
+
+A space only says how features are computed (``build_features``); the input handling, the
+classifier head, compilation and fitting are shared so every space gets the same recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+import keras_tuner as kt
+from keras import layers
+
+from spaces import recipe
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What a space needs to know about the data to build a model for it."""
+
+    num_classes: int
+    input_shape: tuple[int, int, int] = (32, 32, 3)
+    # Per-channel pixel statistics of the training split (0..255 scale).
+    mean: tuple[float, float, float] = (125.3, 123.0, 113.9)
+    std: tuple[float, float, float] = (63.0, 62.1, 66.7)
+
+
+class SpaceHyperModel(kt.HyperModel):
+    """Builds uint8-in, probabilities-out Keras models; subclasses define ``build_features``."""
+
+    name: str = "base"
+    description: str = ""
+
+    def __init__(self, data: DataSpec, jit_compile: bool = False, fit_verbose: int | str = "auto") -> None:
+        super().__init__(name=self.name, tunable=True)
+        self.data = data
+        self.jit_compile = jit_compile
+        self.fit_verbose = fit_verbose
+
+    def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
+        raise NotImplementedError
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        images = keras.Input(shape=self.data.input_shape, dtype="uint8", name="image")
+        x = recipe.preprocess(hp, images, self.data.mean, self.data.std)
+        features = self.build_features(hp, x)
+        # float32 head: softmax in float16 under mixed precision loses probability mass.
+        outputs = layers.Dense(self.data.num_classes, activation="softmax", dtype="float32", name="probabilities")(
+            features
+        )
+        model = keras.Model(images, outputs, name=self.name)
+        recipe.compile_model(hp, model, self.jit_compile)
+        return model
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        kwargs["verbose"] = self.fit_verbose
+        kwargs["shuffle"] = False  # the tf.data pipeline already reshuffles every epoch
+        return model.fit(*args, **kwargs)
+
+
+def describe_space(cls: type[SpaceHyperModel]) -> list[dict[str, Any]]:
+    """The space's hyper-parameters: name, kind, range or choices, default."""
+    hp = kt.HyperParameters()
+    cls(DataSpec(num_classes=10)).build(hp)
+    rows = []
+    for param in hp.space:
+        config = param.get_config()
+        kind = type(param).__name__
+        if kind == "Choice":
+            values = ", ".join(str(v) for v in config["values"])
+            allowed = f"{{{values}}}"
+        elif kind in ("Int", "Float"):
+            step = f" step {config['step']}" if config.get("step") else ""
+            scale = " log" if config.get("sampling") == "log" else ""
+            allowed = f"{config['min_value']} .. {config['max_value']}{step}{scale}"
+        elif kind == "Boolean":
+            allowed = "{True, False}"
+        else:
+            allowed = "fixed"
+        rows.append({"name": param.name, "kind": kind, "allowed": allowed, "default": param.default})
+    return rows
