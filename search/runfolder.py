@@ -56,6 +56,7 @@ def write_json(path: Path, content: Any) -> None:
 
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     table.to_csv(partial, index=False)
     os.replace(partial, path)

@@ -1,0 +1,147 @@
+"""hypercnn: flags -> SearchConfig -> search / report / predict / spaces. Errors: one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from search.errors import HyperCNNError
+
+USAGE_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; we print one line that says where to look."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message}; see '{self.prog} --help'", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="hypercnn",
+        description="Find, train and ship the best CNN for an image-classification data set.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    search = commands.add_parser("search", help="run or resume a Hyperband search")
+    search.add_argument(
+        "--data",
+        help="cifar10 (Keras download), cifar-10-python.tar.gz, cifar-10-batches-py/, image folder or .zip, "
+        ".npz; default: $HYPERCNN_DATA, else cifar10",
+    )
+    search.add_argument("--space", default="cnn", help="search space (see 'hypercnn spaces'); default cnn")
+    search.add_argument("--out", help="run folder; default results/<space>-seed<seed>")
+    search.add_argument("--max-epochs", type=int, default=27, help="Hyperband max_epochs; default 27")
+    search.add_argument("--factor", type=int, default=3, help="Hyperband reduction factor; default 3")
+    search.add_argument("--hyperband-iterations", type=int, default=1, help="Hyperband iterations; default 1")
+    search.add_argument("--seed", type=int, default=0, help="seed for splits, search and training; default 0")
+    search.add_argument("--time-budget", help="stop at this wall time, e.g. 15m, 90s, 1.5h; default none")
+    search.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    search.add_argument("--train-size", help="training images: a count or fraction; default all left")
+    search.add_argument("--val-size", default="0.1", help="validation images: a count or fraction; default 0.1")
+    search.add_argument(
+        "--test-size", help="test images: a count or fraction; default the source's test split, else 0.1"
+    )
+    search.add_argument("--batch-size", type=int, default=128, help="default 128")
+    search.add_argument(
+        "--no-verify-md5", dest="verify_md5", action="store_false", help="accept a non-official tarball"
+    )
+    search.add_argument("--cache-dir", default="~/.cache/hypercnn", help="decoded-data cache")
+    search.add_argument("--precision", default="auto", help="auto | float32 | mixed_float16 | mixed_bfloat16")
+    search.add_argument("--jit-compile", default="auto", help="XLA: auto | on | off")
+    search.add_argument("--progress", default="auto", help="auto | bar | epoch | off")
+    search.add_argument(
+        "--max-failed-trials", type=int, default=3, help="stop after this many failed trials in a row"
+    )
+
+    report = commands.add_parser("report", help="retrain the best trial, test it, export it, write the report")
+    report.add_argument("run", help="a run folder written by 'hypercnn search'")
+    report.add_argument("--retrain", action="store_true", help="retrain even if an exported model is current")
+
+    predict = commands.add_parser("predict", help="classify image files or folders with an exported model")
+    predict.add_argument("model", help="best.keras (or its run folder)")
+    predict.add_argument("images", nargs="+", help="PNG/JPEG files or folders of them")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    commands.add_parser("spaces", help="list the search spaces and their hyper-parameters")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    from search.config import SearchConfig
+
+    return SearchConfig.create(
+        data=args.data,
+        space=args.space,
+        out=args.out,
+        max_epochs=args.max_epochs,
+        factor=args.factor,
+        hyperband_iterations=args.hyperband_iterations,
+        seed=args.seed,
+        time_budget_s=args.time_budget,
+        overwrite=args.overwrite,
+        train_size=args.train_size,
+        val_size=args.val_size,
+        test_size=args.test_size,
+        batch_size=args.batch_size,
+        verify_md5=args.verify_md5,
+        cache_dir=args.cache_dir,
+        precision=args.precision,
+        jit_compile=args.jit_compile,
+        progress=args.progress,
+        max_consecutive_failed_trials=args.max_failed_trials,
+    )
+
+
+def _print_spaces() -> None:
+    from spaces import get_space, list_spaces
+    from spaces.base import describe_space
+
+    for name in list_spaces():
+        space = get_space(name)
+        print(f"{name}: {space.description}")
+        for row in describe_space(space):
+            print(f"  {row['name']:<20} {row['kind']:<8} {row['allowed']:<36} default {row['default']}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from search.predict import load_model
+
+    classifier = load_model(args.model)
+    for prediction in classifier.predict_files(args.images):
+        if args.json:
+            print(json.dumps({"file": prediction.file, "class": prediction.label, "probability": prediction.probability}))
+        else:
+            print(f"{prediction.file}\t{prediction.label}\t{prediction.probability:.4f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "search":
+            from search.run import run_search
+
+            run_search(config_from_args(args))
+        elif args.command == "report":
+            from search.report import make_report
+
+            make_report(args.run, retrain=args.retrain)
+        elif args.command == "predict":
+            _predict(args)
+        elif args.command == "spaces":
+            _print_spaces()
+    except HyperCNNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

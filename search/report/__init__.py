@@ -1,0 +1,155 @@
+"""make_report: retrain the best trial, test it once, export it, and write report/index.html."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from pathlib import Path
+
+import keras
+
+from search.config import SearchConfig
+from search.data import load_data
+from search.errors import HyperCNNError
+from search.export import export_model
+from search.report import compute, figures
+from search.report.render import render_report
+from search.retrain import Retrained, best_trial, retrain_best
+from search.run import build_tuner
+from search.runfolder import RunFolder, trials_table, write_csv, write_json
+from search.tuner import OBJECTIVE
+
+LEADERBOARD_ROWS = 15
+
+
+@dataclasses.dataclass
+class ReportResult:
+    html: Path
+    model: Path
+    test_accuracy: float
+    best_trial: str
+
+
+def _reuse_model(run: RunFolder, trial_id: str, epochs: int) -> Retrained | None:
+    """A model already exported for this same best trial is reused: re-rendering costs no retrain."""
+    history_file = run.model_dir / "history.json"
+    if not (run.model_file.is_file() and run.model_json.is_file() and history_file.is_file()):
+        return None
+    described = json.loads(run.model_json.read_text())
+    if described.get("trial_id") != trial_id or described.get("epochs") != epochs:
+        return None
+    print(f"reusing {run.model_file} (trial {trial_id} is still the best; --retrain forces a new one)")
+    return Retrained(keras.models.load_model(run.model_file), json.loads(history_file.read_text()), 0.0)
+
+
+def make_report(run_dir: str | Path, retrain: bool = False) -> ReportResult:
+    run = RunFolder(run_dir)
+    config = SearchConfig.load(run.path)
+    if not run.env.is_file():
+        raise HyperCNNError(f"{run.path} has no env.json; run 'hypercnn search' for it first")
+    env = json.loads(run.env.read_text())
+    loaded = load_data(config)
+    if loaded.sha256 != env["data"]["sha256"]:
+        raise HyperCNNError(
+            f"the data at {config.data} changed since the search (sha256 differs); report on the "
+            "data the search used, or search again with --overwrite"
+        )
+    splits = loaded.splits
+    tuner = build_tuner(config, loaded, overwrite=False)
+    trials = trials_table(tuner.oracle.trials, run, OBJECTIVE)
+    write_csv(run.trials_csv, trials)
+    best = best_trial(tuner)
+
+    retrained = None if retrain else _reuse_model(run, best.trial_id, best.epochs)
+    fresh = retrained is None
+    if fresh:
+        retrained = retrain_best(config, tuner, splits, best)
+        write_json(run.model_dir / "history.json", retrained.history)
+    probabilities = retrained.model.predict(splits.x_test, batch_size=256, verbose=0)
+    metrics = compute.test_metrics(splits.y_test, probabilities, splits.class_names)
+    metrics.update(
+        best_trial=best.trial_id,
+        best_val_accuracy=best.val_accuracy,
+        retrain_epochs=best.epochs,
+        retrain_seconds=round(retrained.seconds, 1),
+        test_origin=splits.test_origin,
+    )
+    if fresh:
+        model_description = export_model(
+            retrained.model,
+            run,
+            splits.x_test,
+            probabilities,
+            {
+                "classes": splits.class_names,
+                "space": config.space,
+                "trial_id": best.trial_id,
+                "epochs": best.epochs,
+                "val_accuracy": best.val_accuracy,
+                "test_accuracy": metrics["test_accuracy"],
+                "test_images": metrics["test_images"],
+                "test_origin": splits.test_origin,
+                "hyperparameters": best.values,
+                "data_sha256": loaded.sha256,
+            },
+        )
+    else:
+        model_description = json.loads(run.model_json.read_text())
+
+    ranked = compute.leaderboard(trials)
+    write_csv(run.report_dir / "leaderboard.csv", ranked)
+    write_json(run.report_dir / "metrics.json", metrics)
+    pictures = {
+        "samples": figures.sample_grid_figure(
+            splits.x_test, splits.y_test, splits.class_names, probabilities.argmax(1), seed=config.seed
+        ),
+        "curves": figures.curves_figure(
+            compute.trial_curves(run, trials, best.trial_id), retrained.history, best.trial_id
+        ),
+        "confusion": figures.confusion_matrix_figure(metrics["confusion_matrix"], splits.class_names),
+        "progress": figures.search_progress_figure(trials),
+    }
+    columns = [
+        "rank",
+        "trial_id",
+        "status",
+        OBJECTIVE,
+        "val_loss",
+        "epochs",
+        "best_epoch",
+        "seconds",
+        *compute.hyperparameter_columns(trials),
+    ]
+    html = render_report(
+        run.report_dir / "index.html",
+        pictures,
+        run_name=run.path.name,
+        config=config,
+        env=env,
+        data=env["data"],
+        metrics=metrics,
+        summary=compute.search_summary(trials),
+        leaderboard_columns=columns,
+        leaderboard_rows=ranked.head(LEADERBOARD_ROWS).to_dict("records"),
+        per_class=compute.per_class_table(metrics).to_dict("records"),
+        best_values=best.values,
+        model=model_description,
+        model_path=str(run.model_file),
+        test_origin_text=_test_origin_text(splits.test_origin),
+        generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    )
+    print(
+        f"test accuracy {100 * metrics['test_accuracy']:.2f}% on {metrics['test_images']} test images "
+        f"(best trial {best.trial_id}, validation {100 * best.val_accuracy:.2f}%)\n"
+        f"report: {html}\nmodel:  {run.model_file}",
+        flush=True,
+    )
+    return ReportResult(html, run.model_file, metrics["test_accuracy"], best.trial_id)
+
+
+def _test_origin_text(origin: str) -> str:
+    return "the data's own test split" if origin == "source" else "held out of the training data"
+
+
+__all__ = ["ReportResult", "make_report"]
