@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--time-budget", help="stop at this wall time, e.g. 15m, 90s, 1.5h; default none")
     search.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     search.add_argument("--train-size", help="training images: a count or fraction; default all left")
-    search.add_argument("--val-size", default="0.1", help="validation images: a count or fraction; default 0.1")
+    search.add_argument(
+        "--val-size", default="0.1", help="validation images: a count or fraction; default 0.1"
+    )
     search.add_argument(
         "--test-size", help="test images: a count or fraction; default the source's test split, else 0.1"
     )
@@ -58,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-failed-trials", type=int, default=3, help="stop after this many failed trials in a row"
     )
 
-    report = commands.add_parser("report", help="retrain the best trial, test it, export it, write the report")
+    report = commands.add_parser(
+        "report", help="retrain the best trial, test it, export it, write the report"
+    )
     report.add_argument("run", help="a run folder written by 'hypercnn search'")
     report.add_argument("--retrain", action="store_true", help="retrain even if an exported model is current")
 
@@ -114,7 +118,15 @@ def _predict(args: argparse.Namespace) -> None:
     classifier = load_model(args.model)
     for prediction in classifier.predict_files(args.images):
         if args.json:
-            print(json.dumps({"file": prediction.file, "class": prediction.label, "probability": prediction.probability}))
+            print(
+                json.dumps(
+                    {
+                        "file": prediction.file,
+                        "class": prediction.label,
+                        "probability": prediction.probability,
+                    }
+                )
+            )
         else:
             print(f"{prediction.file}\t{prediction.label}\t{prediction.probability:.4f}")
 

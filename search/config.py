@@ -28,9 +28,7 @@ def parse_duration(text: str | float | int | None) -> float | None:
     else:
         match = _DURATION.match(text)
         if not match:
-            raise HyperCNNError(
-                f"time budget {text!r} is not a duration; write it like 90s, 15m or 1.5h"
-            )
+            raise HyperCNNError(f"time budget {text!r} is not a duration; write it like 90s, 15m or 1.5h")
         seconds = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "").lower() or None]
     if seconds <= 0:
         raise HyperCNNError(f"time budget must be positive; got {text!r}")
@@ -161,6 +159,5 @@ class SearchConfig:
         return [
             field.name
             for field in dataclasses.fields(self)
-            if field.name not in may_change
-            and getattr(self, field.name) != getattr(other, field.name)
+            if field.name not in may_change and getattr(self, field.name) != getattr(other, field.name)
         ]

@@ -56,7 +56,7 @@ class Classifier:
         best = probabilities.argmax(axis=1)
         return [
             Prediction(str(f), self.classes[i], float(probabilities[row, i]))
-            for row, (f, i) in enumerate(zip(files, best))
+            for row, (f, i) in enumerate(zip(files, best, strict=True))
         ]
 
 
@@ -103,6 +103,8 @@ def load_model(path: str | Path) -> Classifier:
     try:
         model = keras.models.load_model(path)
     except Exception as exc:
-        raise HyperCNNError(f"cannot load model {path} ({type(exc).__name__}); re-export it with hypercnn report") from None
+        raise HyperCNNError(
+            f"cannot load model {path} ({type(exc).__name__}); re-export it with hypercnn report"
+        ) from None
     classes = description.get("classes") or [str(i) for i in range(model.output_shape[-1])]
     return Classifier(model, classes, description)

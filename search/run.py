@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -30,8 +31,11 @@ class SearchResult:
     seconds: float
 
 
-def fit_verbosity(progress: str) -> int | str:
-    return {"auto": "auto", "bar": 1, "epoch": 2, "off": 0}[progress]
+def fit_verbosity(progress: str) -> int:
+    """Keras verbose: a live bar with ETA on a terminal, one line per epoch in logs."""
+    if progress == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return {"bar": 1, "epoch": 2, "off": 0}[progress]
 
 
 def data_spec(splits) -> DataSpec:
@@ -107,7 +111,9 @@ def run_search(config: SearchConfig) -> SearchResult:
     tuner.search_started = started
     splits = loaded.splits
     num_classes = len(splits.class_names)
-    train = make_dataset(splits.x_train, splits.y_train, num_classes, config.batch_size, shuffle=True, seed=config.seed)
+    train = make_dataset(
+        splits.x_train, splits.y_train, num_classes, config.batch_size, shuffle=True, seed=config.seed
+    )
     validation = make_dataset(splits.x_val, splits.y_val, num_classes, config.batch_size)
     budget = f", time budget {config.time_budget_s / 60:.1f} min" if deadline else ""
     print(

@@ -1,11 +1,11 @@
 """The run-folder contract: every file a later step needs, under a stable name in results/<run>/.
 
-    config.json          the SearchConfig
-    env.json             versions, hardware, data sha256, split sizes
-    trials.csv           the leaderboard, one row per trial, updated as trials finish
-    tuner/               KerasTuner's own state (oracle.json, trial_*/), which resume reads
-    report/              index.html, leaderboard.csv, metrics.json
-    model/               best.keras, model.json, history.json
+config.json          the SearchConfig
+env.json             versions, hardware, data sha256, split sizes
+trials.csv           the leaderboard, one row per trial, updated as trials finish
+tuner/               KerasTuner's own state (oracle.json, trial_*/), which resume reads
+report/              index.html, leaderboard.csv, metrics.json
+model/               best.keras, model.json, history.json
 """
 
 from __future__ import annotations
@@ -89,6 +89,15 @@ def environment(hardware: dict[str, Any], data: dict[str, Any]) -> dict[str, Any
     }
 
 
+def error_line(message: str | None) -> str:
+    """The last line of a trial's traceback, without the exception's module path."""
+    lines = (message or "").strip().splitlines()
+    if not lines:
+        return ""
+    kind, _, text = lines[-1].partition(": ")
+    return text if text and "." in kind and " " not in kind else lines[-1]
+
+
 def trials_table(tuner_trials: dict, run: RunFolder, objective: str = "val_accuracy") -> pd.DataFrame:
     """One row per KerasTuner trial: id, status, every hyper-parameter, epochs, scores, seconds."""
     rows = []
@@ -113,7 +122,6 @@ def trials_table(tuner_trials: dict, run: RunFolder, objective: str = "val_accur
             row[metric] = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
         row["seconds"] = record.get("seconds")
         row.update(values)
-        message = (trial.message or "").strip().splitlines()
-        row["error"] = message[-1] if message else ""
+        row["error"] = error_line(trial.message)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -15,7 +15,7 @@ import keras
 import keras_tuner as kt
 
 from search.config import SearchConfig
-from search.runfolder import TUNER_PROJECT, RunFolder, trials_table, write_csv, write_json
+from search.runfolder import TUNER_PROJECT, RunFolder, error_line, trials_table, write_csv, write_json
 from spaces.base import SpaceHyperModel
 
 OBJECTIVE = "val_accuracy"
@@ -32,7 +32,9 @@ class BudgetedHyperbandOracle(kt.oracles.HyperbandOracle):
 
     def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
         if self.deadline is not None and time.time() >= self.deadline:
-            return kt.engine.trial.Trial(self.hyperparameters.copy(), status=kt.engine.trial.TrialStatus.STOPPED)
+            return kt.engine.trial.Trial(
+                self.hyperparameters.copy(), status=kt.engine.trial.TrialStatus.STOPPED
+            )
         return super().create_trial(tuner_id)
 
     def _random_values(self) -> dict[str, Any] | None:
@@ -84,7 +86,9 @@ class EpochRecorder(keras.callbacks.Callback):
 class HyperCNNTuner(kt.Hyperband):
     """keras_tuner.Hyperband over a SpaceHyperModel, writing trials.csv as trials finish."""
 
-    def __init__(self, config: SearchConfig, hypermodel: SpaceHyperModel, overwrite: bool | None = None) -> None:
+    def __init__(
+        self, config: SearchConfig, hypermodel: SpaceHyperModel, overwrite: bool | None = None
+    ) -> None:
         self.config = config
         self.run = RunFolder(config.out)
         self.deadline: float | None = None
@@ -133,8 +137,6 @@ class HyperCNNTuner(kt.Hyperband):
                 f"diverged: loss became NaN/inf at epoch {recorder.diverged_at} "
                 f"(learning_rate {learning_rate}); lower the learning-rate range of the space"
             )
-        if not recorder.history["epoch"]:
-            raise kt.errors.FailedTrialError("stopped by the time budget before its first epoch ended")
         return results
 
     def _record(self, trial, started: float, recorder: EpochRecorder, deadline: StopAtDeadline) -> None:
@@ -185,4 +187,4 @@ class HyperCNNTuner(kt.Hyperband):
             flush=True,
         )
         if trial.status == "FAILED" and trial.message:
-            print(f"    reason: {trial.message.strip().splitlines()[-1]}", file=sys.stderr, flush=True)
+            print(f"    reason: {error_line(trial.message)}", file=sys.stderr, flush=True)

@@ -47,9 +47,9 @@ class SpaceHyperModel(kt.HyperModel):
         x = recipe.preprocess(hp, images, self.data.mean, self.data.std)
         features = self.build_features(hp, x)
         # float32 head: softmax in float16 under mixed precision loses probability mass.
-        outputs = layers.Dense(self.data.num_classes, activation="softmax", dtype="float32", name="probabilities")(
-            features
-        )
+        outputs = layers.Dense(
+            self.data.num_classes, activation="softmax", dtype="float32", name="probabilities"
+        )(features)
         model = keras.Model(images, outputs, name=self.name)
         recipe.compile_model(hp, model, self.jit_compile)
         return model

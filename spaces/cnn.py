@@ -9,6 +9,10 @@ from keras import layers
 from spaces import recipe, register_space
 from spaces.base import SpaceHyperModel
 
+# Keras's default 0.99 needs ~500 steps to forget its initial statistics; short Hyperband trials
+# on small data run far fewer, so validation would see untrained statistics.
+BN_MOMENTUM = 0.9
+
 
 @register_space("cnn")
 class ClassicCNN(SpaceHyperModel):
@@ -35,7 +39,9 @@ class ClassicCNN(SpaceHyperModel):
                     name=f"block{block + 1}_conv{conv + 1}",
                 )(x)
                 if batch_norm:
-                    x = layers.BatchNormalization(name=f"block{block + 1}_bn{conv + 1}")(x)
+                    x = layers.BatchNormalization(
+                        momentum=BN_MOMENTUM, name=f"block{block + 1}_bn{conv + 1}"
+                    )(x)
                 x = layers.Activation("relu", name=f"block{block + 1}_relu{conv + 1}")(x)
             x = layers.MaxPooling2D(name=f"block{block + 1}_pool")(x)
             if dropout > 0:

@@ -19,7 +19,9 @@ def preprocess(hp: kt.HyperParameters, images: keras.KerasTensor, mean, std) -> 
     """
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(images)
     # Per-channel standardisation with the training set's statistics, stored in the model.
-    x = layers.Normalization(mean=np.asarray(mean) / 255.0, variance=(np.asarray(std) / 255.0) ** 2, name="normalize")(x)
+    x = layers.Normalization(
+        mean=np.asarray(mean) / 255.0, variance=(np.asarray(std) / 255.0) ** 2, name="normalize"
+    )(x)
     # Flips: objects in CIFAR-10 are left/right symmetric, so this doubles the data for free.
     if hp.Boolean("augment_flip", default=True):
         x = layers.RandomFlip("horizontal", name="augment_flip")(x)

@@ -170,6 +170,9 @@ def load_keras_cifar10(
     """keras.datasets' CIFAR-10: download once into the Keras cache, then read it like a folder."""
     import keras
 
+    if cache_dir is not None:
+        # get_file falls back to /tmp/.keras when the cache folder does not exist yet.
+        Path(cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
     try:
         extracted = keras.utils.get_file(
             fname=KERAS_CACHE_NAME,
@@ -186,4 +189,3 @@ def load_keras_cifar10(
             "folder/zip or .npz"
         ) from None
     return load_batches_dir(Path(extracted))
-

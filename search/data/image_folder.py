@@ -105,9 +105,7 @@ def _load(kind: str, where: str, names: list[str], read: Callable[[str], bytes])
 
 
 def load_image_folder(path: Path) -> RawData:
-    files = sorted(
-        p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()
-    )
+    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
     names = [n for n in files if _is_image(PurePosixPath(n))]
     return _load("image folder", str(path), names, lambda n: (path / n).read_bytes())
 

@@ -13,7 +13,10 @@ from search.data.source import RawData
 from search.errors import HyperCNNError
 
 KERAS_DOWNLOAD = "cifar10"
-KINDS = "'cifar10' (Keras download), cifar-10-python.tar.gz, cifar-10-batches-py/, an image folder or .zip, or a .npz"
+KINDS = (
+    "'cifar10' (Keras download), cifar-10-python.tar.gz, cifar-10-batches-py/, "
+    "an image folder or .zip, or a .npz"
+)
 
 
 def detect_kind(data: str) -> str:
@@ -22,9 +25,7 @@ def detect_kind(data: str) -> str:
     if data == KERAS_DOWNLOAD and not path.exists():
         return "keras"
     if not path.exists():
-        raise HyperCNNError(
-            f"data path {data} does not exist; pass --data (or set HYPERCNN_DATA) to {KINDS}"
-        )
+        raise HyperCNNError(f"data path {data} does not exist; pass --data (or set HYPERCNN_DATA) to {KINDS}")
     if path.is_dir():
         for candidate in (path, path / cifar_pickles.BATCHES_DIR):
             if (candidate / "data_batch_1").is_file():

@@ -74,7 +74,9 @@ def split_data(
     pool = len(y)
     carve_test = not raw.has_test_split
     carved = 1 + int(carve_test) + 1  # train + validation (+ test)
-    check_class_counts(y, names, carved, "the training data", "train/validation" + ("/test" if carve_test else ""))
+    check_class_counts(
+        y, names, carved, "the training data", "train/validation" + ("/test" if carve_test else "")
+    )
     if carve_test:
         (x_test, y_test), (x, y) = _take(
             x, y, _count(test_size or DEFAULT_CARVED_TEST, pool), seed, "test split", names

@@ -37,15 +37,12 @@ def check_labels(y: object, num_classes: int, where: str, count: int | None = No
     if labels.dtype.kind not in "iu":
         raise HyperCNNError(f"labels in {where} are {labels.dtype}; expected integer class indices")
     if count is not None and len(labels) != count:
-        raise HyperCNNError(
-            f"{where} has {count} images but {len(labels)} labels; give one label per image"
-        )
+        raise HyperCNNError(f"{where} has {count} images but {len(labels)} labels; give one label per image")
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
         index = int(bad[0])
         raise HyperCNNError(
-            f"labels must be in 0..{num_classes - 1}; found {int(labels[index])} at index {index} "
-            f"in {where}"
+            f"labels must be in 0..{num_classes - 1}; found {int(labels[index])} at index {index} in {where}"
         )
     return labels.astype(np.int64)
 
@@ -53,7 +50,7 @@ def check_labels(y: object, num_classes: int, where: str, count: int | None = No
 def check_same_image_size(shapes: list[tuple[int, ...]], names: list[str]) -> None:
     """All images in a data set must share one size: name the first that does not."""
     expected = shapes[0]
-    for shape, name in zip(shapes, names):
+    for shape, name in zip(shapes, names, strict=True):
         if shape != expected:
             raise HyperCNNError(
                 f"image {name} is {shape[1]}x{shape[0]} but {names[0]} is "
@@ -61,9 +58,7 @@ def check_same_image_size(shapes: list[tuple[int, ...]], names: list[str]) -> No
             )
 
 
-def check_class_counts(
-    y: np.ndarray, class_names: list[str], needed: int, where: str, what: str
-) -> None:
+def check_class_counts(y: np.ndarray, class_names: list[str], needed: int, where: str, what: str) -> None:
     """Every class needs enough images to appear in every split."""
     counts = np.bincount(y, minlength=len(class_names))
     for index, count in enumerate(counts):

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # no display on a GPU box or in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+# Figure objects, not pyplot: no display backend needed, none changed for the caller (notebooks).
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import ConfusionMatrixDisplay
 
 CORRECT, WRONG = "#1a7f37", "#cf222e"
 
 
-def to_png(figure: plt.Figure) -> bytes:
+def to_png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -34,7 +32,8 @@ def sample_grid_figure(
     """A few images of every class, one column per class; with predictions, wrong ones in red."""
     rng = np.random.default_rng(seed)
     columns = len(class_names)
-    figure, axes = plt.subplots(per_class, columns, figsize=(1.25 * columns, 1.4 * per_class + 0.3), squeeze=False)
+    figure = Figure(figsize=(1.25 * columns, 1.4 * per_class + 0.3))
+    axes = figure.subplots(per_class, columns, squeeze=False)
     for column, name in enumerate(class_names):
         indices = np.flatnonzero(labels == column)
         chosen = rng.choice(indices, size=min(per_class, len(indices)), replace=False) if len(indices) else []
@@ -55,13 +54,14 @@ def sample_grid_figure(
                 for spine in axis.spines.values():
                     spine.set_edgecolor(CORRECT if ok else WRONG)
                     spine.set_linewidth(2)
-    figure.tight_layout()
+    figure.set_layout_engine("tight")
     return to_png(figure)
 
 
 def curves_figure(search: dict[str, list[float]], retrain: dict[str, list[float]], trial_id: str) -> bytes:
     """Accuracy and loss per epoch: the best trial during search, and the final retrain."""
-    figure, (acc_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    figure = Figure(figsize=(10, 3.6))
+    acc_axis, loss_axis = figure.subplots(1, 2)
     series = [
         (search, "accuracy", f"trial {trial_id} train", "-", "#0969da"),
         (search, "val_accuracy", f"trial {trial_id} validation", "-", "#bf8700"),
@@ -72,30 +72,35 @@ def curves_figure(search: dict[str, list[float]], retrain: dict[str, list[float]
             key = name.replace("accuracy", metric)
             if curves.get(key):
                 epochs = curves.get("epoch") or list(range(1, len(curves[key]) + 1))
-                axis.plot(epochs[: len(curves[key])], curves[key], style, marker="o", ms=3, label=label, color=color)
+                axis.plot(
+                    epochs[: len(curves[key])], curves[key], style, marker="o", ms=3, label=label, color=color
+                )
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
     acc_axis.legend(fontsize=8)
     acc_axis.set_title("accuracy")
     loss_axis.set_title("loss")
-    figure.tight_layout()
+    figure.set_layout_engine("tight")
     return to_png(figure)
 
 
 def confusion_matrix_figure(matrix: list[list[int]], class_names: list[str]) -> bytes:
-    figure, axis = plt.subplots(figsize=(0.55 * len(class_names) + 3, 0.55 * len(class_names) + 2.5))
+    figure = Figure(figsize=(0.55 * len(class_names) + 3, 0.55 * len(class_names) + 2.5))
+    axis = figure.subplots()
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names).plot(
         ax=axis, cmap="Blues", colorbar=False, xticks_rotation=45
     )
     axis.set_title("test split: true vs predicted")
-    figure.tight_layout()
+    figure.set_layout_engine("tight")
     return to_png(figure)
 
 
 def search_progress_figure(trials: pd.DataFrame) -> bytes:
     """Every trial's validation accuracy in launch order, sized by its epoch budget."""
-    figure, axis = plt.subplots(figsize=(10, 3.2))
+    figure = Figure(figsize=(10, 3.2))
+    axis = figure.subplots()
     done = trials[trials["val_accuracy"].notna()]
     order = {tid: i for i, tid in enumerate(trials["trial_id"])}
     x = [order[t] for t in done["trial_id"]]
@@ -112,5 +117,5 @@ def search_progress_figure(trials: pd.DataFrame) -> bytes:
     axis.set_xlabel("trial (launch order; dotted = failed)")
     axis.set_ylabel("validation accuracy")
     axis.grid(alpha=0.3)
-    figure.tight_layout()
+    figure.set_layout_engine("tight")
     return to_png(figure)

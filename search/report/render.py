@@ -14,7 +14,11 @@ def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.4f}".rstrip("0").rstrip(".")
+        return (
+            f"{value:.4g}"
+            if abs(value) < 1e-2 or abs(value) >= 1e4
+            else f"{value:.4f}".rstrip("0").rstrip(".")
+        )
     return str(value)
 
 

@@ -1,0 +1,42 @@
+# Two entry points: `make run` (a ~10-minute search + report) and `make test` (lint + tests).
+# Each builds .venv from pyproject.toml on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CIFAR-10: DATA=..., else $HYPERCNN_DATA, else the shared JPEG zip where it exists, else Keras's download.
+DATA ?= $(or $(HYPERCNN_DATA),$(wildcard ../shared/data/cifar10-train-jpeg.zip),cifar10)
+RUN ?= results/quickstart
+# About ten minutes on two CPU cores: a 7-minute search on a 5,000-image subset, then the report.
+SEARCH_FLAGS ?= --space cnn --train-size 5000 --val-size 1000 --test-size 2000 \
+	--max-epochs 9 --factor 3 --seed 0 --time-budget 7m
+
+.PHONY: run test lint format clean
+
+$(VENV)/.run-deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-deps: $(VENV)/.run-deps
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(VENV)/.run-deps
+	$(BIN)/hypercnn search --data $(DATA) --out $(RUN) $(SEARCH_FLAGS)
+	$(BIN)/hypercnn report $(RUN)
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+format: $(VENV)/.test-deps
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,107 @@
+"""Small data sets the tests make themselves, in every format HyperCNN reads."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-train-jpeg.zip"
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def make_images(per_class: int, num_classes: int = 10, size: int = 32, seed: int = 0):
+    """Learnable images: each class has its own colour and stripe direction, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(num_classes), per_class)
+    rows = np.arange(size)[:, None]
+    cols = np.arange(size)[None, :]
+    images = np.empty((len(labels), size, size, 3), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        colour = np.array([(label * 73) % 256, (label * 151) % 256, (label * 31 + 90) % 256])
+        stripes = ((rows * (label % 3) + cols * (label // 3 + 1)) // 4) % 2
+        base = colour[None, None, :] * (0.55 + 0.45 * stripes[:, :, None])
+        noise = rng.normal(0, 18, (size, size, 3))
+        images[i] = np.clip(base + noise, 0, 255).astype(np.uint8)
+    order = rng.permutation(len(labels))
+    return images[order], labels[order]
+
+
+def write_batch(handle, images: np.ndarray, labels) -> None:
+    """The official batch layout: bytes keys, N x 3072 uint8 rows (R, G, B planes), list labels."""
+    rows = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    content = {b"batch_label": b"batch", b"labels": [int(v) for v in labels], b"data": rows}
+    content[b"filenames"] = [f"{i}.png".encode() for i in range(len(images))]
+    pickle.dump(content, handle, protocol=2)
+
+
+def write_batches_dir(root: Path, per_class: int = 6, test_per_class: int = 3, batches: int = 5) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    x, y = make_images(per_class, seed=1)
+    for index, part in enumerate(np.array_split(np.arange(len(y)), batches), start=1):
+        with (folder / f"data_batch_{index}").open("wb") as handle:
+            write_batch(handle, x[part], y[part])
+    x_test, y_test = make_images(test_per_class, seed=2)
+    with (folder / "test_batch").open("wb") as handle:
+        write_batch(handle, x_test, y_test)
+    with (folder / "batches.meta").open("wb") as handle:
+        pickle.dump({b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}, handle, protocol=2)
+    return folder
+
+
+def write_tarball(root: Path, **kwargs) -> Path:
+    folder = write_batches_dir(root / "src", **kwargs)
+    tarball = root / "cifar-10-python.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(folder, arcname="cifar-10-batches-py")
+    return tarball
+
+
+def write_image_folder(root: Path, per_class: int = 8, test_per_class: int = 0, suffix: str = ".png") -> Path:
+    x, y = make_images(per_class + test_per_class, seed=3)
+    seen: dict[int, int] = {}
+    for image, label in zip(x, y, strict=True):
+        count = seen.get(label, 0)
+        seen[label] = count + 1
+        split = "test" if count >= per_class else "train"
+        target = root / split / CLASSES[label] if test_per_class else root / CLASSES[label]
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(target / f"{count:04d}{suffix}")
+    return root
+
+
+def write_image_zip(path: Path, per_class: int = 8, wrapper: str = "cifar10/train") -> Path:
+    x, y = make_images(per_class, seed=4)
+    with zipfile.ZipFile(path, "w") as archive:
+        for i, (image, label) in enumerate(zip(x, y, strict=True)):
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+            archive.writestr(f"{wrapper}/{CLASSES[label]}/{i:04d}.jpg", buffer.getvalue())
+    return path
+
+
+def write_npz(path: Path, per_class: int = 30, num_classes: int = 4, seed: int = 0) -> Path:
+    x, y = make_images(per_class, num_classes=num_classes, seed=seed)
+    np.savez(path, x=x, y=y, class_names=np.array(CLASSES[:num_classes]))
+    return path
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_npz(tmp_path_factory) -> Path:
+    """A few hundred learnable images, enough for a search of 1-2 epoch trials."""
+    return write_npz(tmp_path_factory.mktemp("data") / "tiny.npz", per_class=60, num_classes=4)

@@ -1,0 +1,113 @@
+"""The CLI the way the README runs it: search -> report -> predict, on a few hundred generated images."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from search import SearchConfig, load_model
+from search.data import load_data
+
+pytestmark = pytest.mark.slow
+
+
+def hypercnn(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "search", *argv], capture_output=True, text=True, env=env, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"hypercnn {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_npz: Path) -> Path:
+    run = tmp_path_factory.mktemp("e2e") / "run"
+    cache = run.parent / "cache"
+    common = ["--data", str(tiny_npz), "--out", str(run), "--cache-dir", str(cache)]
+    search = hypercnn(
+        "search", *common, "--max-epochs", "2", "--factor", "2", "--val-size", "40", "--test-size", "40"
+    )
+    assert "[trial 0000]" in search.stdout and "search finished" in search.stdout
+    report = hypercnn("report", str(run))
+    assert "test accuracy" in report.stdout
+    return run
+
+
+def test_search_writes_the_run_folder_contract(finished_run: Path) -> None:
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["max_epochs"] == 2 and config["space"] == "cnn"
+    env = json.loads((finished_run / "env.json").read_text())
+    assert env["data"]["split_sizes"] == {"train": 160, "validation": 40, "test": 40}
+    assert len(env["data"]["sha256"]) == 64 and env["packages"]["keras-tuner"]
+    trials = pd.read_csv(finished_run / "trials.csv", dtype={"trial_id": str})
+    assert {"trial_id", "status", "epochs", "val_accuracy", "val_loss", "seconds", "learning_rate"} <= set(
+        trials.columns
+    )
+    assert (trials["status"] == "COMPLETED").sum() >= 3
+    # The first trial is the space's defaults, the known-good configuration.
+    assert trials.loc[0, "conv_blocks"] == 3 and trials.loc[0, "learning_rate"] == pytest.approx(1e-3)
+
+
+def test_report_has_every_section_and_is_self_contained(finished_run: Path) -> None:
+    html = (finished_run / "report" / "index.html").read_text()
+    for section in ("summary", "leaderboard", "samples", "curves", "confusion", "per-class", "best-config"):
+        assert f'<section id="{section}">' in html
+    assert html.count("data:image/png;base64,") == 4
+    assert "http://" not in html and "https://" not in html
+    metrics = json.loads((finished_run / "report" / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_images"] == 40
+    assert len(metrics["confusion_matrix"]) == 4
+    board = pd.read_csv(finished_run / "report" / "leaderboard.csv", dtype={"trial_id": str})
+    assert board.loc[0, "trial_id"] == metrics["best_trial"]
+
+
+def test_reloaded_model_predicts_exactly_what_the_trained_one_did(finished_run: Path) -> None:
+    described = json.loads((finished_run / "model" / "model.json").read_text())
+    assert described["reload_check"]["same_classes"] is True
+    assert described["reload_check"]["max_abs_diff"] <= 1e-5
+    classifier = load_model(finished_run / "model" / "best.keras")
+    splits = load_data(SearchConfig.load(finished_run)).splits
+    accuracy = float((classifier.predict_proba(splits.x_test).argmax(1) == splits.y_test).mean())
+    metrics = json.loads((finished_run / "report" / "metrics.json").read_text())
+    assert accuracy == metrics["test_accuracy"]
+    assert classifier.classes == described["classes"] == ["airplane", "automobile", "bird", "cat"]
+
+
+def test_predict_classifies_png_files_and_folders(finished_run: Path, tmp_path: Path) -> None:
+    splits = load_data(SearchConfig.load(finished_run)).splits
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(splits.x_test[i]).save(folder / f"img{i}.png")
+    model = str(finished_run / "model" / "best.keras")
+    result = hypercnn("predict", model, str(folder), "--json")
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [Path(r["file"]).name for r in rows] == [f"img{i}.png" for i in range(6)]
+    expected = load_model(model).predict(splits.x_test[:6])
+    assert [r["class"] for r in rows] == expected
+    assert all(0.0 < r["probability"] <= 1.0 for r in rows)
+    plain = hypercnn("predict", model, str(folder / "img0.png"))
+    assert plain.stdout.split("\t")[1] == expected[0]
+
+
+def test_report_again_reuses_the_exported_model(finished_run: Path) -> None:
+    before = (finished_run / "model" / "model.json").read_text()
+    again = hypercnn("report", str(finished_run))
+    assert "reusing" in again.stdout
+    assert (finished_run / "model" / "model.json").read_text() == before
+
+
+def test_python_api_matches_the_cli(finished_run: Path) -> None:
+    classifier = load_model(finished_run)
+    image = np.zeros((32, 32, 3), np.uint8)
+    assert classifier.predict(image)[0] in classifier.classes

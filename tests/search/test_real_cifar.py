@@ -1,0 +1,43 @@
+"""A quick search on the real CIFAR-10 training zip, where this machine has it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from search import SearchConfig, run_search
+from tests.conftest import CLASSES, SHARED_ZIP
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SHARED_ZIP.is_file(), reason=f"the CIFAR-10 zip is not at {SHARED_ZIP}"),
+]
+# From ../shared/data/README.md.
+SHARED_ZIP_SHA256 = "f53123a1983f60791b25704d02a857d0a1bd232157249f4d55a9f4917dd5981c"
+
+
+def test_quick_search_on_a_small_subset_of_the_real_zip(tmp_path: Path) -> None:
+    config = SearchConfig.create(
+        data=str(SHARED_ZIP),
+        out=str(tmp_path / "run"),
+        cache_dir=str(tmp_path / "cache"),
+        train_size=600,
+        val_size=300,
+        test_size=300,
+        max_epochs=2,
+        factor=2,
+        time_budget_s="90s",
+        progress="off",
+    )
+    result = run_search(config)
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env["data"]["sha256"] == SHARED_ZIP_SHA256
+    assert env["data"]["classes"] == CLASSES  # the official label order
+    assert env["data"]["split_sizes"] == {"train": 600, "validation": 300, "test": 300}
+    assert env["data"]["test_origin"] == "carved"
+    assert result.completed >= 1
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert trials["val_accuracy"].max() > 0.15  # chance is 0.10

@@ -1,0 +1,143 @@
+"""A killed, budget-stopped or failing search loses nothing it already finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from search import SearchConfig, run_search
+from search.errors import HyperCNNError
+from spaces import register_space
+from spaces.cnn import ClassicCNN
+
+pytestmark = pytest.mark.slow
+
+
+def completed_rows(run: Path) -> pd.DataFrame:
+    path = run / "trials.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        table = pd.read_csv(path, dtype={"trial_id": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return pd.DataFrame()
+    return table[table["status"] == "COMPLETED"]
+
+
+def test_resume_after_kill_keeps_finished_trials(tmp_path: Path, tiny_npz: Path) -> None:
+    run = tmp_path / "run"
+    argv = [
+        sys.executable,
+        "-m",
+        "search",
+        "search",
+        "--data",
+        str(tiny_npz),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--max-epochs",
+        "3",
+        "--factor",
+        "3",
+        "--val-size",
+        "40",
+        "--test-size",
+        "40",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 300
+        while len(completed_rows(run)) < 2 and time.time() < deadline and process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    before = completed_rows(run)
+    assert len(before) >= 2, "the search finished no trial before the kill"
+    seconds_before = {
+        tid: json.loads((run / "tuner" / f"trial_{tid}" / "hypercnn.json").read_text())["seconds"]
+        for tid in before["trial_id"]
+    }
+
+    resumed = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the search" in resumed.stdout
+    after = completed_rows(run).set_index("trial_id")
+    for row in before.itertuples():
+        assert after.loc[row.trial_id, "val_accuracy"] == row.val_accuracy
+        record = json.loads((run / "tuner" / f"trial_{row.trial_id}" / "hypercnn.json").read_text())
+        assert record["seconds"] == seconds_before[row.trial_id], f"trial {row.trial_id} ran again"
+    assert len(after) > len(before)
+    assert "search finished" in resumed.stdout
+
+
+def config(tmp_path: Path, data: Path, **fields) -> SearchConfig:
+    base = dict(
+        data=str(data),
+        out=str(tmp_path / "run"),
+        cache_dir=str(tmp_path / "cache"),
+        max_epochs=2,
+        factor=2,
+        val_size=40,
+        test_size=40,
+        progress="off",
+    )
+    return SearchConfig.create(**{**base, **fields})
+
+
+def test_time_budget_ends_the_running_trial_keeps_it_and_launches_no_more(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    result = run_search(config(tmp_path, tiny_npz, time_budget_s=0.5))
+    # The deadline passed during the first trial: it was ended after one batch, validated and kept.
+    assert result.trials == 1 and result.completed == 1
+    first = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str}).iloc[0]
+    assert first["status"] == "CUT_BY_BUDGET" and first["epochs_trained"] == 1
+    resumed = run_search(config(tmp_path, tiny_npz))
+    assert resumed.completed == resumed.trials >= 3
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
+    assert trials.loc[0, "val_accuracy"] == first["val_accuracy"]
+
+
+def test_resume_with_different_search_flags_is_refused(tmp_path: Path, tiny_npz: Path) -> None:
+    config(tmp_path, tiny_npz).save()
+    with pytest.raises(HyperCNNError, match="different max_epochs.*--overwrite"):
+        run_search(config(tmp_path, tiny_npz, max_epochs=5, time_budget_s=1))
+
+
+class DivergingSpace(ClassicCNN):
+    """The classic CNN with an absurd learning rate: every trial's loss blows up."""
+
+    description = "test only: diverges"
+
+    def build(self, hp):
+        hp.Fixed("learning_rate", 1e12)
+        hp.Fixed("batch_norm", False)
+        hp.Fixed("l2", 1e-6)
+        return super().build(hp)
+
+
+def test_diverging_trials_are_recorded_and_stop_the_search_with_one_line(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    # Registered here, not at import, so the registry-wide space tests never see it.
+    register_space("diverging-test-space")(DivergingSpace)
+    cfg = config(tmp_path, tiny_npz, space="diverging-test-space", max_consecutive_failed_trials=2)
+    with pytest.raises(HyperCNNError, match="search stopped: number of consecutive failures") as error:
+        run_search(cfg)
+    assert "\n" not in str(error.value)
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
+    diverged = trials[trials["status"] == "DIVERGED"]
+    assert len(diverged) >= 2
+    assert diverged["error"].str.startswith("diverged: loss became NaN/inf").all()

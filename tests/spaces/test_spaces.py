@@ -1,0 +1,49 @@
+"""Every registered space builds a uint8-in model and trains one epoch on tiny data."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from search.pipeline import make_dataset
+from spaces import get_space, list_spaces, register_space
+from spaces.base import DataSpec, SpaceHyperModel, describe_space
+from tests.conftest import make_images
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_space_builds_and_trains_one_epoch_with_its_defaults(name: str) -> None:
+    x, y = make_images(12, num_classes=3)
+    space = get_space(name)(DataSpec(num_classes=3), fit_verbose=0)
+    hp = kt.HyperParameters()
+    model = space.build(hp)
+    assert model.input.dtype == "uint8"
+    history = space.fit(hp, model, make_dataset(x, y, 3, batch_size=16, shuffle=True), epochs=1)
+    assert np.isfinite(history.history["loss"][0])
+    probabilities = model.predict(x[:5], verbose=0)
+    assert probabilities.shape == (5, 3)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_space_describes_ranges_and_defaults(name: str) -> None:
+    rows = describe_space(get_space(name))
+    assert rows
+    assert all({"name", "kind", "allowed", "default"} <= set(row) for row in rows)
+
+
+def test_a_user_space_registers_by_name() -> None:
+    from keras import layers
+
+    @register_space("tiny-test-space")
+    class TinySpace(SpaceHyperModel):
+        description = "one conv layer"
+
+        def build_features(self, hp, x):
+            x = layers.Conv2D(hp.Choice("width", [4, 8], default=4), 3)(x)
+            return layers.GlobalAveragePooling2D()(x)
+
+    assert "tiny-test-space" in list_spaces()
+    assert get_space("tiny-test-space") is TinySpace
+    assert "width" in [row["name"] for row in describe_space(TinySpace)]

@@ -1,0 +1,43 @@
+"""The quick-start notebook runs top to bottom (on tiny generated data)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+
+pytestmark = pytest.mark.slow
+
+
+def test_quickstart_notebook_executes(tmp_path: Path, tiny_npz: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HYPERCNN_DATA", str(tiny_npz))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    workdir = tmp_path / "notebooks"
+    workdir.mkdir()
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    ).execute()
+    outputs = "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
+    assert "hand-written CNN: test accuracy" in outputs
+    assert "HyperCNN: test accuracy" in outputs
+    assert (tmp_path / "results" / "notebook" / "report" / "index.html").is_file()
+    images = sum(
+        1
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.outputs
+        if "image/png" in o.get("data", {})
+    )
+    assert images >= 4  # sample grid, curves, confusion matrix, predictions
+    assert os.environ["HYPERCNN_DATA"] == str(tiny_npz)
