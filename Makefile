@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DATA ?= $(or $(HYPERCNN_DATA),$(wildcard ../shared/data/cifar10-train-jpeg.zip),cifar10)
 RUN ?= results/quickstart
 # About ten minutes on two CPU cores: a 7-minute search on a 5,000-image subset, then the report.
-SEARCH_FLAGS ?= --space cnn --train-size 5000 --val-size 1000 --test-size 2000 \
+SEARCH_FLAGS ?= --space fast --train-size 5000 --val-size 1000 --test-size 2000 \
 	--max-epochs 9 --factor 3 --seed 0 --time-budget 7m
 
 .PHONY: run test lint format clean

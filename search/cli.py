@@ -33,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="cifar10 (Keras download), cifar-10-python.tar.gz, cifar-10-batches-py/, image folder or .zip, "
         ".npz; default: $HYPERCNN_DATA, else cifar10",
     )
-    search.add_argument("--space", default="cnn", help="search space (see 'hypercnn spaces'); default cnn")
+    search.add_argument("--space", default="fast", help="search space (see 'hypercnn spaces'); default fast")
     search.add_argument("--out", help="run folder; default results/<space>-seed<seed>")
-    search.add_argument("--max-epochs", type=int, default=27, help="Hyperband max_epochs; default 27")
+    search.add_argument("--max-epochs", type=int, default=9, help="Hyperband max_epochs; default 9")
     search.add_argument("--factor", type=int, default=3, help="Hyperband reduction factor; default 3")
     search.add_argument("--hyperband-iterations", type=int, default=1, help="Hyperband iterations; default 1")
     search.add_argument("--seed", type=int, default=0, help="seed for splits, search and training; default 0")
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run", help="a run folder written by 'hypercnn search'")
     report.add_argument("--retrain", action="store_true", help="retrain even if an exported model is current")
+    report.add_argument(
+        "--time-budget", help="fit the retrain into this wall time (fewer epochs if needed), e.g. 5m"
+    )
 
     predict = commands.add_parser("predict", help="classify image files or folders with an exported model")
     predict.add_argument("model", help="best.keras (or its run folder)")
@@ -139,9 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_search(config_from_args(args))
         elif args.command == "report":
+            from search.config import parse_duration
             from search.report import make_report
 
-            make_report(args.run, retrain=args.retrain)
+            make_report(args.run, retrain=args.retrain, time_budget_s=parse_duration(args.time_budget))
         elif args.command == "predict":
             _predict(args)
         elif args.command == "spaces":

@@ -59,9 +59,12 @@ class SearchConfig:
     """Everything a run depends on. Validated on construction; frozen afterwards."""
 
     data: str = DEFAULT_DATA
-    space: str = "cnn"
-    out: str = "results/cnn-seed0"
-    max_epochs: int = 27
+    # fast: the space built for small budgets; cnn is the classic baseline.
+    space: str = "fast"
+    out: str = "results/fast-seed0"
+    # 9 epochs, factor 3: brackets of 1/3/9-epoch trials, sized so a 15-minute CPU search
+    # finishes its first bracket and the winner's retrain still fits a small budget.
+    max_epochs: int = 9
     factor: int = 3
     hyperband_iterations: int = 1
     seed: int = 0
@@ -122,7 +125,7 @@ class SearchConfig:
             if name in fields:
                 fields[name] = parse_size(fields[name], "--" + name.replace("_", "-"))
         if not fields.get("out"):
-            fields["out"] = f"results/{fields.get('space', 'cnn')}-seed{fields.get('seed', 0)}"
+            fields["out"] = f"results/{fields.get('space', 'fast')}-seed{fields.get('seed', 0)}"
         return cls(data=data, **fields)
 
     @property

@@ -14,6 +14,7 @@ from search.config import SearchConfig
 from search.data import Splits
 from search.errors import HyperCNNError
 from search.pipeline import make_dataset
+from search.run import build_hypermodel
 from search.tuner import HyperCNNTuner
 
 
@@ -34,6 +35,7 @@ class Retrained:
     model: keras.Model
     history: dict[str, list[float]]
     seconds: float
+    epochs: int
 
 
 def best_trial(tuner: HyperCNNTuner) -> BestTrial:
@@ -49,19 +51,41 @@ def best_trial(tuner: HyperCNNTuner) -> BestTrial:
     return BestTrial(trial.trial_id, float(trial.score), int(epochs), trial.hyperparameters)
 
 
-def retrain_best(config: SearchConfig, tuner: HyperCNNTuner, splits: Splits, best: BestTrial) -> Retrained:
+def epochs_within_budget(
+    best: BestTrial, record: dict[str, Any], images: int, train_images: int, budget_s: float | None
+) -> int:
+    """The best epoch count, or fewer if the search's own pace says they would not fit the budget."""
+    if budget_s is None or not record.get("epochs_trained"):
+        return best.epochs
+    # The trial's seconds include its build and compile, so this errs on the safe side.
+    seconds_per_epoch = record["seconds"] / record["epochs_trained"] * images / max(1, train_images)
+    return max(1, min(best.epochs, int(budget_s / seconds_per_epoch)))
+
+
+def retrain_best(
+    config: SearchConfig, tuner: HyperCNNTuner, splits: Splits, best: BestTrial, budget_s: float | None = None
+) -> Retrained:
     """No validation data is left to watch, so it trains exactly the epochs the search found best."""
     keras.utils.set_random_seed(config.seed)
-    model = tuner.hypermodel.build(best.hyperparameters)
     x = np.concatenate([splits.x_train, splits.x_val])
     y = np.concatenate([splits.y_train, splits.y_val])
+    record = tuner.run.read_trial_record(best.trial_id)
+    epochs = epochs_within_budget(best, record, len(y), len(splits.y_train), budget_s)
+    if epochs < best.epochs:
+        print(f"the time budget fits {epochs} of the {best.epochs} epochs: retraining for {epochs}")
+    # A fresh schedule sized for this data and these epochs, same normalisation as the search.
+    spec = dataclasses.replace(tuner.hypermodel.data, train_size=len(y))
+    hypermodel = build_hypermodel(config, spec)
+    hp = best.hyperparameters.copy()
+    hp.values["tuner/epochs"] = epochs
+    model = hypermodel.build(hp)
     train = make_dataset(x, y, len(splits.class_names), config.batch_size, shuffle=True, seed=config.seed)
     print(
-        f"retraining trial {best.trial_id} on train+validation ({len(y)} images) for {best.epochs} epoch(s)",
+        f"retraining trial {best.trial_id} on train+validation ({len(y)} images) for {epochs} epoch(s)",
         flush=True,
     )
     started = time.time()
-    history = tuner.hypermodel.fit(best.hyperparameters, model, train, epochs=best.epochs)
+    history = hypermodel.fit(hp, model, train, epochs=epochs)
     curves = {"epoch": [e + 1 for e in history.epoch]}
     curves.update({name: [float(v) for v in values] for name, values in history.history.items()})
-    return Retrained(model, curves, time.time() - started)
+    return Retrained(model, curves, time.time() - started, epochs)

@@ -38,7 +38,7 @@ def fit_verbosity(progress: str) -> int:
     return {"bar": 1, "epoch": 2, "off": 0}[progress]
 
 
-def data_spec(splits) -> DataSpec:
+def data_spec(splits, batch_size: int) -> DataSpec:
     """Channel statistics come from the training split only: nothing peeks at validation or test."""
     pixels = splits.x_train.reshape(-1, splits.x_train.shape[-1]).astype(np.float64)
     return DataSpec(
@@ -46,17 +46,23 @@ def data_spec(splits) -> DataSpec:
         input_shape=splits.input_shape,
         mean=tuple(float(v) for v in pixels.mean(axis=0)),
         std=tuple(float(max(v, 1e-3)) for v in pixels.std(axis=0)),
+        train_size=len(splits.y_train),
+        batch_size=batch_size,
+    )
+
+
+def build_hypermodel(config: SearchConfig, spec: DataSpec) -> SpaceHyperModel:
+    acceleration = choose_acceleration(config)
+    apply_acceleration(acceleration)
+    return get_space(config.space)(
+        spec,
+        jit_compile=acceleration.jit_compile,
+        fit_verbose=fit_verbosity(config.progress),
     )
 
 
 def build_tuner(config: SearchConfig, loaded: LoadedData, overwrite: bool | None = None) -> HyperCNNTuner:
-    acceleration = choose_acceleration(config)
-    apply_acceleration(acceleration)
-    hypermodel: SpaceHyperModel = get_space(config.space)(
-        data_spec(loaded.splits),
-        jit_compile=acceleration.jit_compile,
-        fit_verbose=fit_verbosity(config.progress),
-    )
+    hypermodel = build_hypermodel(config, data_spec(loaded.splits, config.batch_size))
     return HyperCNNTuner(config, hypermodel, overwrite=overwrite)
 
 

@@ -7,6 +7,7 @@ interruptible search needs around it.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -19,6 +20,7 @@ from search.runfolder import TUNER_PROJECT, RunFolder, error_line, trials_table,
 from spaces.base import SpaceHyperModel
 
 OBJECTIVE = "val_accuracy"
+LAST_CHECKPOINT = "checkpoint.last.weights.h5"
 
 # KerasTuner prints every failed trial's traceback; we print one line and keep the full
 # traceback in the trial's trial.json (and its last line in trials.csv).
@@ -65,12 +67,23 @@ class StopAtDeadline(keras.callbacks.Callback):
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Keeps every epoch's metrics (for curves) and notices a diverging loss."""
+    """Keeps every epoch's metrics (for curves), notices a diverging loss, and at the end saves the
+    last state (weights and optimizer) that a Hyperband promotion continues from."""
 
-    def __init__(self) -> None:
+    def __init__(self, last_checkpoint: str) -> None:
         super().__init__()
+        self.last_checkpoint = last_checkpoint
         self.history: dict[str, list[float]] = {"epoch": []}
         self.diverged_at: int | None = None
+        self.steps: list[int] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.steps = [int(self.model.optimizer.iterations)]
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.steps.append(int(self.model.optimizer.iterations))
+        if self.diverged_at is None and self.history["epoch"]:
+            self.model.save_weights(self.last_checkpoint)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -116,6 +129,28 @@ class HyperCNNTuner(kt.Hyperband):
         ours = [c for c in callbacks if isinstance(c, (StopAtDeadline, EpochRecorder))]
         return super()._deepcopy_callbacks([c for c in callbacks if c not in ours]) + ours
 
+    def last_checkpoint(self, trial_id: str) -> str:
+        return str(self.run.tuner_dir / f"trial_{trial_id}" / LAST_CHECKPOINT)
+
+    def _build_hypermodel(self, hp: kt.HyperParameters) -> keras.Model:
+        """A promoted trial continues its parent: weights, optimizer moments and step count.
+
+        KerasTuner's Hyperband reloads only the parent's best-epoch weights into a fresh optimizer,
+        which restarts momentum and the learning-rate schedule. Restoring the optimizer's step
+        puts the promoted trial at its place in its (longer) schedule instead.
+        """
+        model = kt.Tuner._build_hypermodel(self, hp)  # not Hyperband's: it would reload best weights
+        parent = hp.values.get("tuner/trial_id")
+        if parent is None:
+            return model
+        checkpoint = self.last_checkpoint(parent)
+        if not os.path.exists(checkpoint):  # parent from an older run: fall back to KerasTuner's
+            checkpoint = self._get_checkpoint_fname(parent)
+        # Create the optimizer's variables first, so load_weights has somewhere to restore them.
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(checkpoint)
+        return model
+
     def set_deadline(self, deadline: float | None) -> None:
         self.deadline = deadline
         self.oracle.deadline = deadline
@@ -125,14 +160,15 @@ class HyperCNNTuner(kt.Hyperband):
         # Each trial gets its own reproducible seed, the same on resume.
         keras.utils.set_random_seed(self.config.seed * 100_003 + int(trial.trial_id))
         deadline = StopAtDeadline(self.deadline)
-        recorder = EpochRecorder()
+        recorder = EpochRecorder(self.last_checkpoint(trial.trial_id))
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), deadline, recorder]
         try:
             results = super().run_trial(trial, *args, **kwargs)
         finally:
             self._record(trial, started, recorder, deadline)
         if recorder.diverged_at is not None:
-            learning_rate = trial.hyperparameters.values.get("learning_rate")
+            values = trial.hyperparameters.values
+            learning_rate = next((v for k, v in values.items() if k.endswith("learning_rate")), None)
             raise kt.errors.FailedTrialError(
                 f"diverged: loss became NaN/inf at epoch {recorder.diverged_at} "
                 f"(learning_rate {learning_rate}); lower the learning-rate range of the space"
@@ -155,6 +191,8 @@ class HyperCNNTuner(kt.Hyperband):
                 "epochs_trained": len(history["epoch"]),
                 "best_epoch": history["epoch"][best] if best is not None else None,
                 "status_note": note,
+                # Optimizer steps at the start and end: a promoted trial starts where its parent ended.
+                "optimizer_steps": recorder.steps,
                 "history": history,
             },
         )

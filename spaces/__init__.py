@@ -52,4 +52,4 @@ def list_spaces() -> list[str]:
 
 
 # Built-in spaces register themselves on import.
-from spaces import cnn  # noqa: E402,F401
+from spaces import cnn, fast, resnet  # noqa: E402,F401

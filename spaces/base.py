@@ -25,6 +25,15 @@ class DataSpec:
     # Per-channel pixel statistics of the training split (0..255 scale).
     mean: tuple[float, float, float] = (125.3, 123.0, 113.9)
     std: tuple[float, float, float] = (63.0, 62.1, 66.7)
+    # How many images one epoch sees, and in what batches: the lr schedule is counted in steps.
+    train_size: int = 50_000
+    batch_size: int = 128
+    # Epochs a model is built for when KerasTuner gives none (e.g. building outside a search).
+    default_epochs: int = 10
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return recipe.steps_per_epoch(self.train_size, self.batch_size)
 
 
 class SpaceHyperModel(kt.HyperModel):
@@ -32,6 +41,8 @@ class SpaceHyperModel(kt.HyperModel):
 
     name: str = "base"
     description: str = ""
+    # False: the space puts L2 on its kernels itself, so the optimizer adds no decay on top.
+    decoupled_decay: bool = True
 
     def __init__(self, data: DataSpec, jit_compile: bool = False, fit_verbose: int | str = "auto") -> None:
         super().__init__(name=self.name, tunable=True)
@@ -51,7 +62,11 @@ class SpaceHyperModel(kt.HyperModel):
             self.data.num_classes, activation="softmax", dtype="float32", name="probabilities"
         )(features)
         model = keras.Model(images, outputs, name=self.name)
-        recipe.compile_model(hp, model, self.jit_compile)
+        # Hyperband says how many epochs this trial trains in total; the schedule spans exactly those.
+        epochs = int(hp.values.get("tuner/epochs", self.data.default_epochs))
+        recipe.compile_model(
+            hp, model, epochs, self.data.steps_per_epoch, self.jit_compile, self.decoupled_decay
+        )
         return model
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:

@@ -9,14 +9,11 @@ from keras import layers
 from spaces import recipe, register_space
 from spaces.base import SpaceHyperModel
 
-# Keras's default 0.99 needs ~500 steps to forget its initial statistics; short Hyperband trials
-# on small data run far fewer, so validation would see untrained statistics.
-BN_MOMENTUM = 0.9
-
 
 @register_space("cnn")
 class ClassicCNN(SpaceHyperModel):
-    description = "classic CIFAR-10 CNN: conv-conv-pool blocks with dropout and L2, dense head"
+    decoupled_decay = False  # the classic form: L2 on the kernels
+    description = "classic CIFAR-10 CNN: conv-conv-pool blocks with dropout and L2, dense head (the baseline)"
 
     def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
         blocks = hp.Int("conv_blocks", 2, 4, default=3)
@@ -25,7 +22,8 @@ class ClassicCNN(SpaceHyperModel):
         batch_norm = hp.Boolean("batch_norm", default=True)
         dropout = hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3)
         dense_units = hp.Choice("dense_units", [64, 128, 256, 512], default=256)
-        l2 = recipe.regularizer(hp)
+        momentum = recipe.bn_momentum(hp) if batch_norm else None
+        l2 = recipe.l2_regularizer(hp)
         for block in range(blocks):
             # Double the width each time the resolution halves: constant work per block.
             width = filters * 2**block
@@ -39,9 +37,7 @@ class ClassicCNN(SpaceHyperModel):
                     name=f"block{block + 1}_conv{conv + 1}",
                 )(x)
                 if batch_norm:
-                    x = layers.BatchNormalization(
-                        momentum=BN_MOMENTUM, name=f"block{block + 1}_bn{conv + 1}"
-                    )(x)
+                    x = layers.BatchNormalization(momentum=momentum, name=f"block{block + 1}_bn{conv + 1}")(x)
                 x = layers.Activation("relu", name=f"block{block + 1}_relu{conv + 1}")(x)
             x = layers.MaxPooling2D(name=f"block{block + 1}_pool")(x)
             if dropout > 0:

@@ -37,13 +37,16 @@ def _reuse_model(run: RunFolder, trial_id: str, epochs: int) -> Retrained | None
     if not (run.model_file.is_file() and run.model_json.is_file() and history_file.is_file()):
         return None
     described = json.loads(run.model_json.read_text())
-    if described.get("trial_id") != trial_id or described.get("epochs") != epochs:
+    if described.get("trial_id") != trial_id or described.get("best_epoch") != epochs:
         return None
     print(f"reusing {run.model_file} (trial {trial_id} is still the best; --retrain forces a new one)")
-    return Retrained(keras.models.load_model(run.model_file), json.loads(history_file.read_text()), 0.0)
+    history = json.loads(history_file.read_text())
+    return Retrained(keras.models.load_model(run.model_file), history, 0.0, len(history["epoch"]))
 
 
-def make_report(run_dir: str | Path, retrain: bool = False) -> ReportResult:
+def make_report(
+    run_dir: str | Path, retrain: bool = False, time_budget_s: float | None = None
+) -> ReportResult:
     run = RunFolder(run_dir)
     config = SearchConfig.load(run.path)
     if not run.env.is_file():
@@ -64,14 +67,15 @@ def make_report(run_dir: str | Path, retrain: bool = False) -> ReportResult:
     retrained = None if retrain else _reuse_model(run, best.trial_id, best.epochs)
     fresh = retrained is None
     if fresh:
-        retrained = retrain_best(config, tuner, splits, best)
+        retrained = retrain_best(config, tuner, splits, best, time_budget_s)
         write_json(run.model_dir / "history.json", retrained.history)
     probabilities = retrained.model.predict(splits.x_test, batch_size=256, verbose=0)
     metrics = compute.test_metrics(splits.y_test, probabilities, splits.class_names)
     metrics.update(
         best_trial=best.trial_id,
         best_val_accuracy=best.val_accuracy,
-        retrain_epochs=best.epochs,
+        retrain_epochs=retrained.epochs,
+        best_epoch=best.epochs,
         retrain_seconds=round(retrained.seconds, 1),
         test_origin=splits.test_origin,
     )
@@ -85,7 +89,8 @@ def make_report(run_dir: str | Path, retrain: bool = False) -> ReportResult:
                 "classes": splits.class_names,
                 "space": config.space,
                 "trial_id": best.trial_id,
-                "epochs": best.epochs,
+                "epochs": retrained.epochs,
+                "best_epoch": best.epochs,
                 "val_accuracy": best.val_accuracy,
                 "test_accuracy": metrics["test_accuracy"],
                 "test_images": metrics["test_images"],

@@ -35,7 +35,18 @@ def finished_run(tmp_path_factory, tiny_npz: Path) -> Path:
     cache = run.parent / "cache"
     common = ["--data", str(tiny_npz), "--out", str(run), "--cache-dir", str(cache)]
     search = hypercnn(
-        "search", *common, "--max-epochs", "2", "--factor", "2", "--val-size", "40", "--test-size", "40"
+        "search",
+        *common,
+        "--space",
+        "cnn",
+        "--max-epochs",
+        "2",
+        "--factor",
+        "2",
+        "--val-size",
+        "40",
+        "--test-size",
+        "40",
     )
     assert "[trial 0000]" in search.stdout and "search finished" in search.stdout
     report = hypercnn("report", str(run))
@@ -50,12 +61,20 @@ def test_search_writes_the_run_folder_contract(finished_run: Path) -> None:
     assert env["data"]["split_sizes"] == {"train": 160, "validation": 40, "test": 40}
     assert len(env["data"]["sha256"]) == 64 and env["packages"]["keras-tuner"]
     trials = pd.read_csv(finished_run / "trials.csv", dtype={"trial_id": str})
-    assert {"trial_id", "status", "epochs", "val_accuracy", "val_loss", "seconds", "learning_rate"} <= set(
-        trials.columns
-    )
+    assert {
+        "trial_id",
+        "status",
+        "epochs",
+        "val_accuracy",
+        "val_loss",
+        "seconds",
+        "sgd_nesterov_learning_rate",
+    } <= set(trials.columns)
     assert (trials["status"] == "COMPLETED").sum() >= 3
     # The first trial is the space's defaults, the known-good configuration.
-    assert trials.loc[0, "conv_blocks"] == 3 and trials.loc[0, "learning_rate"] == pytest.approx(1e-3)
+    assert trials.loc[0, "conv_blocks"] == 3 and trials.loc[0, "sgd_nesterov_learning_rate"] == pytest.approx(
+        0.1
+    )
 
 
 def test_report_has_every_section_and_is_self_contained(finished_run: Path) -> None:

@@ -117,15 +117,14 @@ def test_resume_with_different_search_flags_is_refused(tmp_path: Path, tiny_npz:
 
 
 class DivergingSpace(ClassicCNN):
-    """The classic CNN with an absurd learning rate: every trial's loss blows up."""
+    """The classic CNN with activations scaled past float32's range: the loss is NaN at once."""
 
     description = "test only: diverges"
 
-    def build(self, hp):
-        hp.Fixed("learning_rate", 1e12)
-        hp.Fixed("batch_norm", False)
-        hp.Fixed("l2", 1e-6)
-        return super().build(hp)
+    def build_features(self, hp, x):
+        from keras import layers
+
+        return layers.Rescaling(1e38, name="overflow")(super().build_features(hp, x))
 
 
 def test_diverging_trials_are_recorded_and_stop_the_search_with_one_line(
@@ -141,3 +140,19 @@ def test_diverging_trials_are_recorded_and_stop_the_search_with_one_line(
     diverged = trials[trials["status"] == "DIVERGED"]
     assert len(diverged) >= 2
     assert diverged["error"].str.startswith("diverged: loss became NaN/inf").all()
+
+
+def test_a_promoted_trial_continues_its_parents_optimizer_steps(tmp_path: Path, tiny_npz: Path) -> None:
+    run_search(config(tmp_path, tiny_npz, space="fast", max_epochs=2, factor=2))
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str, "parent_trial": str})
+    promoted = trials[trials["parent_trial"].notna()]
+    assert len(promoted) >= 1
+    for row in promoted.itertuples():
+        child = json.loads(
+            (tmp_path / "run" / "tuner" / f"trial_{row.trial_id}" / "hypercnn.json").read_text()
+        )
+        parent_id = str(row.parent_trial).zfill(len(row.trial_id))
+        parent = json.loads((tmp_path / "run" / "tuner" / f"trial_{parent_id}" / "hypercnn.json").read_text())
+        # 160 training images in batches of 128: 2 steps per epoch.
+        assert parent["optimizer_steps"] == [0, 2]
+        assert child["optimizer_steps"] == [2, 4]  # picked up at step 2, not from zero

@@ -1,0 +1,359 @@
+"""Search quality at equal compute: HyperCNN against the tools a user would otherwise pick.
+
+Protocol (fixed): the CIFAR-10 train zip from ../shared/data, seed 0, balanced and disjoint:
+1,000 images/class to train, 200/class to validate, 1,000/class as the local test set. Each
+system gets the same wall-clock budget (default 900 s) for everything that produces its final
+model, on the same machine, one system at a time, each in its own process. The test set is used
+once per system, after its budget is spent.
+
+    .venv/bin/pip install -e '.[bench]'          # the peers (AutoKeras)
+    .venv/bin/python bench/search_quality.py     # ~1 hour: a table, and results/bench_search_quality.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"
+SYSTEMS = ("hypercnn", "handwritten_cnn", "keras_tuner_hyperresnet", "autokeras")
+PER_CLASS = {"train": 1000, "validation": 200, "test": 1000}
+# HyperCNN's share of the budget for searching; the rest retrains the winner on train+validation.
+HYPERCNN_SEARCH_SHARE = 0.7
+
+
+def protocol_splits(data: str, cache_dir: str):
+    from search.data.sources import load_raw
+    from search.data.split import split_data
+
+    raw, _ = load_raw(data, cache_dir)
+    classes = len(raw.class_names)
+    splits = split_data(
+        raw,
+        seed=0,
+        val_size=PER_CLASS["validation"] * classes,
+        test_size=PER_CLASS["test"] * classes,
+        train_size=PER_CLASS["train"] * classes,
+    )
+    for name, labels in (("train", splits.y_train), ("validation", splits.y_val), ("test", splits.y_test)):
+        counts = set(__import__("numpy").bincount(labels).tolist())
+        assert counts == {PER_CLASS[name]}, f"{name} split is not balanced: {counts}"
+    return splits
+
+
+class Deadline:
+    """A Keras callback factory: stop (or abort the search) when the budget is spent."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.time() + seconds
+
+    def left(self) -> float:
+        return self.at - time.time()
+
+    def stopper(self, abort_search: bool = False):
+        import keras
+        import keras_tuner as kt
+
+        deadline = self
+
+        class StopAtDeadline(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if time.time() >= deadline.at:
+                    self.model.stop_training = True
+                    if abort_search:  # KerasTuner re-raises FatalError: the search ends here
+                        raise kt.errors.FatalError("time budget spent")
+
+        return StopAtDeadline()
+
+
+def run_hypercnn(splits, data: str, cache_dir: str, budget: float, out: Path) -> dict:
+    import pandas as pd
+
+    from search import SearchConfig, make_report, run_search
+
+    started = time.time()
+    config = SearchConfig.create(
+        data=data,
+        out=str(out / "run"),
+        overwrite=True,
+        cache_dir=cache_dir,
+        seed=0,
+        train_size=len(splits.y_train),
+        val_size=len(splits.y_val),
+        test_size=len(splits.y_test),
+        time_budget_s=budget * HYPERCNN_SEARCH_SHARE,
+        progress="epoch",
+    )
+    run_search(config)
+    report = make_report(config.out, retrain=True, time_budget_s=budget - (time.time() - started) - 10)
+    trials = pd.read_csv(Path(config.out) / "trials.csv")
+    metrics = json.loads((Path(config.out) / "report" / "metrics.json").read_text())
+    return {
+        "test_accuracy": report.test_accuracy,
+        "val_accuracy": metrics["best_val_accuracy"],
+        "trials": len(trials),
+        "epochs": int(trials["epochs_trained"].fillna(0).sum()) + metrics["retrain_epochs"],
+    }
+
+
+def run_handwritten_cnn(splits, budget: float) -> dict:
+    """The classic CIFAR-10 Keras CNN: conv-pool-dropout with L2, Adam, best-validation weights kept."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    deadline = Deadline(budget)
+    keras.utils.set_random_seed(0)
+    l2 = keras.regularizers.L2(1e-4)
+    model = keras.Sequential([keras.Input((32, 32, 3))])
+    for filters in (32, 64, 128):
+        model.add(layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=l2))
+        model.add(layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_regularizer=l2))
+        model.add(layers.MaxPooling2D())
+        model.add(layers.Dropout(0.25))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(256, activation="relu", kernel_regularizer=l2))
+    model.add(layers.Dropout(0.5))
+    model.add(layers.Dense(10, activation="softmax"))
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+
+    best = {"val": -1.0, "weights": None}
+
+    class KeepBest(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs["val_accuracy"] > best["val"]:
+                best.update(val=logs["val_accuracy"], weights=self.model.get_weights())
+
+    x = splits.x_train.astype("float32") / 255
+    y = keras.utils.to_categorical(splits.y_train, 10)
+    x_val = splits.x_val.astype("float32") / 255
+    y_val = keras.utils.to_categorical(splits.y_val, 10)
+    history = model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=10_000,
+        validation_data=(x_val, y_val),
+        callbacks=[deadline.stopper(), KeepBest()],
+        verbose=2,
+    )
+    model.set_weights(best["weights"])
+    predicted = model.predict(splits.x_test.astype("float32") / 255, verbose=0).argmax(1)
+    return {
+        "test_accuracy": float(np.mean(predicted == splits.y_test)),
+        "val_accuracy": best["val"],
+        "trials": 1,
+        "epochs": len(history.epoch),
+    }
+
+
+def run_keras_tuner_hyperresnet(splits, budget: float, out: Path) -> dict:
+    """Stock KerasTuner: Hyperband over HyperResNet, max_epochs 9, factor 3, stopped at the budget."""
+    import keras
+    import keras_tuner as kt
+    import numpy as np
+
+    deadline = Deadline(budget)
+    tuner = kt.Hyperband(
+        kt.applications.HyperResNet(input_shape=(32, 32, 3), classes=10),
+        objective="val_accuracy",
+        max_epochs=9,
+        factor=3,
+        seed=0,
+        directory=str(out),
+        project_name="hyperresnet",
+        overwrite=True,
+    )
+    x = splits.x_train.astype("float32") / 255
+    y = keras.utils.to_categorical(splits.y_train, 10)
+    validation = (splits.x_val.astype("float32") / 255, keras.utils.to_categorical(splits.y_val, 10))
+    with contextlib.suppress(kt.errors.FatalError):  # the deadline ends the search
+        tuner.search(
+            x, y, validation_data=validation, callbacks=[deadline.stopper(abort_search=True)], verbose=2
+        )
+    done = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+    if not done:
+        return {
+            "trials": len(tuner.oracle.trials),
+            "epochs": 0,
+            "note": "no trial finished within the budget",
+        }
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    model = tuner.load_model(best_trial)
+    predicted = model.predict(splits.x_test.astype("float32") / 255, verbose=0).argmax(1)
+    epochs = sum(
+        t.hyperparameters.values.get("tuner/epochs", 0)
+        - t.hyperparameters.values.get("tuner/initial_epoch", 0)
+        for t in done
+    )
+    return {
+        "test_accuracy": float(np.mean(predicted == splits.y_test)),
+        "val_accuracy": float(best_trial.score),
+        "trials": len(tuner.oracle.trials),
+        "epochs": int(epochs),
+    }
+
+
+def run_autokeras(splits, budget: float, out: Path) -> dict:
+    import numpy as np
+
+    try:
+        import autokeras as ak
+    except ImportError as exc:
+        return {"note": f"AutoKeras is not installed ({exc}); pip install -e '.[bench]'"}
+    import keras_tuner as kt
+
+    _make_autokeras_shapes_python_ints(ak)
+    deadline = Deadline(budget)
+    classifier = ak.ImageClassifier(max_trials=100, overwrite=True, directory=str(out), seed=0)
+    try:
+        classifier.fit(
+            splits.x_train,
+            splits.y_train,
+            validation_data=(splits.x_val, splits.y_val),
+            epochs=20,
+            callbacks=[deadline.stopper(abort_search=True)],
+            verbose=2,
+        )
+        model = classifier.export_model()
+    except kt.errors.FatalError:
+        done = [t for t in classifier.tuner.oracle.trials.values() if t.status == "COMPLETED"]
+        if not done:
+            return {
+                "trials": len(classifier.tuner.oracle.trials),
+                "note": "no trial finished within the budget",
+            }
+        model = classifier.tuner.get_best_models(1)[0]
+    best_trial = classifier.tuner.oracle.get_best_trials(1)[0]
+    probabilities = model.predict(splits.x_test, verbose=0)
+    predicted = np.asarray(probabilities).argmax(1)
+    return {
+        "test_accuracy": float(np.mean(predicted == splits.y_test)),
+        "val_accuracy": float(best_trial.score) if best_trial.score is not None else None,
+        "trials": len(classifier.tuner.oracle.trials),
+    }
+
+
+def _make_autokeras_shapes_python_ints(ak) -> None:
+    """AutoKeras 3.0 passes numpy integers as layer sizes (Dense(units=np.int64(10))), which
+    Keras 3.15 rejects; cast the shapes it records to Python ints so the peer can run at all."""
+    original = ak.graph.Graph.set_io_shapes
+
+    def set_io_shapes(self, shapes):
+        original(self, shapes)
+        as_ints = lambda shape: tuple(None if d is None else int(d) for d in shape)  # noqa: E731
+        for node in self.inputs:
+            node.shape = as_ints(node.shape)
+        for node in self.outputs:
+            node.in_blocks[0].shape = as_ints(node.in_blocks[0].shape)
+
+    ak.graph.Graph.set_io_shapes = set_io_shapes
+
+
+def run_one(system: str, data: str, cache_dir: str, budget: float, out: Path) -> dict:
+    splits = protocol_splits(data, cache_dir)  # decoded once into the cache before timing starts
+    started = time.time()
+    if system == "hypercnn":
+        result = run_hypercnn(splits, data, cache_dir, budget, out)
+    elif system == "handwritten_cnn":
+        result = run_handwritten_cnn(splits, budget)
+    elif system == "keras_tuner_hyperresnet":
+        result = run_keras_tuner_hyperresnet(splits, budget, out)
+    else:
+        result = run_autokeras(splits, budget, out)
+    result["wall_seconds"] = round(time.time() - started, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--budget", type=float, default=900.0, help="seconds per system")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--cache-dir", default="~/.cache/hypercnn")
+    parser.add_argument("--work", default=str(ROOT / "results" / "bench_search_quality"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one system in this process
+    args = parser.parse_args()
+    work = Path(args.work)
+    if args.one:
+        out = work / args.one
+        out.mkdir(parents=True, exist_ok=True)
+        result = run_one(args.one, args.data, args.cache_dir, args.budget, out)
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+        return
+
+    import pandas as pd
+
+    protocol_splits(args.data, args.cache_dir)  # fill the decode cache once, outside every budget
+    command = " ".join([Path(sys.executable).name, *sys.argv])
+    rows = []
+    for system in args.systems.split(","):
+        print(f"=== {system}: {args.budget:.0f} s budget", flush=True)
+        (work / system / "result.json").unlink(missing_ok=True)
+        started = time.time()
+        process = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                system,
+                "--data",
+                args.data,
+                "--budget",
+                str(args.budget),
+                "--cache-dir",
+                args.cache_dir,
+                "--work",
+                str(work),
+            ],
+        )
+        result_file = work / system / "result.json"
+        result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        if process.returncode != 0 and "note" not in result:
+            result["note"] = f"exited with status {process.returncode}"
+        result.update(system=system, process_seconds=round(time.time() - started, 1))
+        rows.append(result)
+    table = pd.DataFrame(rows)
+    for column in (
+        "test_accuracy",
+        "val_accuracy",
+        "trials",
+        "epochs",
+        "wall_seconds",
+        "process_seconds",
+        "note",
+    ):
+        if column not in table:
+            table[column] = None
+    table = table[
+        [
+            "system",
+            "test_accuracy",
+            "val_accuracy",
+            "trials",
+            "epochs",
+            "wall_seconds",
+            "process_seconds",
+            "note",
+        ]
+    ]
+    table["budget_seconds"] = args.budget
+    table["command"] = command
+    print(table.drop(columns="command").to_string(index=False))
+    target = ROOT / "results" / "bench_search_quality.csv"
+    table.to_csv(target, index=False)
+    print(f"written: {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""fast: a few wide conv layers with batch norm and max-pooling, for small budgets.
+
+In the spirit of the fastest known CIFAR-10 trainers (Page's ResNet-9 lineage, Keller Jordan's
+airbench): few layers, pooling early, batch norm after every conv, a strong shared recipe. Cheap per
+image, so a 15-minute CPU search or a 3-minute GPU search still trains the winner long enough.
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_tuner as kt
+from keras import layers
+
+from spaces import recipe, register_space
+from spaces.base import SpaceHyperModel
+
+
+@register_space("fast")
+class FastNet(SpaceHyperModel):
+    description = "airbench-style: stem + 3 conv-pool-BN blocks, global max-pool; the pick for small budgets"
+
+    def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
+        width = hp.Choice("width", [16, 24, 32, 48, 64], default=32)
+        convs = hp.Int("convs_per_block", 1, 2, default=2)
+        activation = hp.Choice("activation", ["gelu", "relu"], default="gelu")
+        dropout = hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.0)
+        momentum = recipe.bn_momentum(hp)
+
+        def conv_bn(x: keras.KerasTensor, filters: int, name: str, pool: bool = False) -> keras.KerasTensor:
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+            if pool:  # pool before BN: the norm then sees the statistics the next conv will get
+                x = layers.MaxPooling2D(name=f"{name}_pool")(x)
+            x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
+            return layers.Activation(activation, name=f"{name}_act")(x)
+
+        x = conv_bn(x, width, "stem")
+        for block, multiple in enumerate((1, 2, 4), start=1):
+            x = conv_bn(x, width * multiple, f"block{block}a", pool=True)
+            for extra in range(1, convs):
+                x = conv_bn(x, width * multiple, f"block{block}{'abc'[extra]}")
+        # Max over positions: "is the feature anywhere", robust to where the object sits.
+        x = layers.GlobalMaxPooling2D(name="pool")(x)
+        if dropout > 0:
+            x = layers.Dropout(dropout, name="dropout")(x)
+        return x

@@ -1,0 +1,46 @@
+"""The shared recipe: the learning-rate schedule follows the epochs each trial trains."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from spaces import recipe
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 9])
+def test_schedule_warms_up_then_decays_to_zero_over_the_trials_epochs(epochs: int) -> None:
+    steps_per_epoch = 40
+    total = epochs * steps_per_epoch
+    schedule = recipe.learning_rate_schedule(0.2, 0.25, epochs, steps_per_epoch)
+    warmup = round(0.25 * total)
+    lr = lambda step: float(schedule(step))  # noqa: E731
+    assert lr(0) == pytest.approx(0.0, abs=1e-7)
+    assert lr(warmup // 2) == pytest.approx(0.2 * (warmup // 2) / warmup, rel=1e-4)  # linear warm-up
+    assert lr(warmup) == pytest.approx(0.2, rel=1e-5)  # the peak
+    halfway = warmup + (total - warmup) // 2
+    assert lr(halfway) == pytest.approx(0.1, rel=0.05)  # cosine: half the peak halfway through decay
+    assert lr(total) == pytest.approx(0.0, abs=1e-6)  # annealed to zero exactly at the trial's end
+
+
+def test_longer_budgets_stretch_the_schedule() -> None:
+    short = recipe.learning_rate_schedule(0.1, 0.1, 3, 50)
+    long = recipe.learning_rate_schedule(0.1, 0.1, 9, 50)
+    step = 150  # the end of the 3-epoch trial
+    assert float(short(step)) == pytest.approx(0.0, abs=1e-6)
+    assert float(long(step)) > 0.07  # a 9-epoch trial is still near its peak there
+
+
+def test_no_warmup_starts_at_the_peak() -> None:
+    schedule = recipe.learning_rate_schedule(0.05, 0.0, 2, 10)
+    assert float(schedule(0)) == pytest.approx(0.05)
+    assert np.isfinite(float(schedule(20)))
+
+
+def test_each_optimizer_has_its_own_learning_rate_range() -> None:
+    hp = kt.HyperParameters()
+    hp.Fixed("optimizer", "adamw")
+    optimizer = recipe.make_optimizer(hp, epochs=2, steps_per_epoch=10)
+    assert type(optimizer).__name__ == "AdamW"
+    assert "adamw_learning_rate" in hp.values and "sgd_nesterov_learning_rate" not in hp.values
