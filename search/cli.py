@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", help="a run folder written by 'hypercnn search'")
     report.add_argument("--retrain", action="store_true", help="retrain even if an exported model is current")
     report.add_argument(
-        "--time-budget", help="fit the retrain into this wall time (fewer epochs if needed), e.g. 5m"
+        "--time-budget", help="train the final model for as many epochs as fit this wall time, e.g. 5m"
     )
 
     predict = commands.add_parser("predict", help="classify image files or folders with an exported model")
@@ -112,7 +112,8 @@ def _print_spaces() -> None:
         space = get_space(name)
         print(f"{name}: {space.description}")
         for row in describe_space(space):
-            print(f"  {row['name']:<20} {row['kind']:<8} {row['allowed']:<36} default {row['default']}")
+            when = f"  (when {row['when']})" if row["when"] else ""
+            print(f"  {row['name']:<27} {row['kind']:<8} {row['allowed']:<32} default {row['default']}{when}")
 
 
 def _predict(args: argparse.Namespace) -> None:

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from search.checksums import file_digest
 from search.errors import HyperCNNError
 from search.runfolder import RunFolder, package_versions, write_json
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_model(
@@ -46,7 +37,7 @@ def export_model(
     description = {
         **metadata,
         "file": run.model_file.name,
-        "sha256": sha256_of(run.model_file),
+        "sha256": file_digest(run.model_file),
         "input": {"dtype": "uint8", "shape": [int(d) for d in model.input_shape[1:]], "range": "0..255 RGB"},
         "output": "class probabilities, in the order of 'classes'",
         "reload_check": {"images": len(check_images), "same_classes": same_classes, "max_abs_diff": max_diff},

@@ -7,6 +7,7 @@ classifier head, compilation and fitting are shared so every space gets the same
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from typing import Any
 
 import keras
@@ -76,11 +77,15 @@ class SpaceHyperModel(kt.HyperModel):
 
 
 def describe_space(cls: type[SpaceHyperModel]) -> list[dict[str, Any]]:
-    """The space's hyper-parameters: name, kind, range or choices, default."""
-    hp = kt.HyperParameters()
-    cls(DataSpec(num_classes=10)).build(hp)
+    """The space's hyper-parameters (conditional ones too): name, kind, range or choices, default."""
+    with tempfile.TemporaryDirectory() as scratch:
+        # KerasTuner's own exploration of the space: it builds until every conditional scope opened.
+        tuner = kt.RandomSearch(
+            cls(DataSpec(num_classes=10)), objective="val_accuracy", max_trials=1, directory=scratch
+        )
+        space = tuner.oracle.get_space().space
     rows = []
-    for param in hp.space:
+    for param in space:
         config = param.get_config()
         kind = type(param).__name__
         if kind == "Choice":
@@ -94,5 +99,11 @@ def describe_space(cls: type[SpaceHyperModel]) -> list[dict[str, Any]]:
             allowed = "{True, False}"
         else:
             allowed = "fixed"
-        rows.append({"name": param.name, "kind": kind, "allowed": allowed, "default": param.default})
+        when = " and ".join(
+            f"{c.get_config()['name']} = {'/'.join(map(str, c.get_config()['values']))}"
+            for c in param.conditions
+        )
+        rows.append(
+            {"name": param.name, "kind": kind, "allowed": allowed, "default": param.default, "when": when}
+        )
     return rows

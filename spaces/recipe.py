@@ -92,9 +92,12 @@ def make_optimizer(
     hp: kt.HyperParameters, epochs: int, steps_per_epoch: int, decoupled_decay: bool = True
 ) -> keras.optimizers.Optimizer:
     name = hp.Choice("optimizer", list(LEARNING_RATES), default="sgd_nesterov")
-    low, high, default = LEARNING_RATES[name]
-    with hp.conditional_scope("optimizer", [name]):
-        peak = hp.Float(f"{name}_learning_rate", low, high, sampling="log", default=default)
+    # One range per optimizer, each active only with its optimizer (KerasTuner conditional scopes).
+    for option, (low, high, default) in LEARNING_RATES.items():
+        with hp.conditional_scope("optimizer", [option]):
+            rate = hp.Float(f"{option}_learning_rate", low, high, sampling="log", default=default)
+        if option == name:
+            peak = rate
     warmup = hp.Float("warmup_fraction", 0.0, 0.3, step=0.05, default=0.15)
     weight_decay = (
         hp.Float("weight_decay", 1e-5, 5e-3, sampling="log", default=5e-4) if decoupled_decay else None

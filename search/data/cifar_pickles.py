@@ -3,7 +3,6 @@ and Keras's keras.datasets download (which fetches and unpacks that same tarball
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import tarfile
@@ -12,6 +11,7 @@ from typing import IO
 
 import numpy as np
 
+from search.checksums import file_digest
 from search.data.source import RawData
 from search.data.validate import check_labels
 from search.errors import HyperCNNError
@@ -128,18 +128,10 @@ def load_batches_dir(path: Path) -> RawData:
     return _assemble("cifar-10-batches-py", batches, meta)
 
 
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_tarball(path: Path, verify_md5: bool = True) -> RawData:
     """The official cifar-10-python.tar.gz, read in place without unpacking to disk."""
     if verify_md5:
-        found = md5_of(path)
+        found = file_digest(path, "md5")
         if found != TARBALL_MD5:
             raise HyperCNNError(
                 f"{path.name} has md5 {found}, not the official {TARBALL_MD5}: the download is "

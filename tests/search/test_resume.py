@@ -96,18 +96,43 @@ def config(tmp_path: Path, data: Path, **fields) -> SearchConfig:
     return SearchConfig.create(**{**base, **fields})
 
 
-def test_time_budget_ends_the_running_trial_keeps_it_and_launches_no_more(
-    tmp_path: Path, tiny_npz: Path
-) -> None:
+def test_time_budget_stops_the_search_and_resume_finishes_it(tmp_path: Path, tiny_npz: Path) -> None:
+    started = time.time()
     result = run_search(config(tmp_path, tiny_npz, time_budget_s=0.5))
-    # The deadline passed during the first trial: it was ended after one batch, validated and kept.
-    assert result.trials == 1 and result.completed == 1
-    first = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str}).iloc[0]
-    assert first["status"] == "CUT_BY_BUDGET" and first["epochs_trained"] == 1
+    assert time.time() - started < 60
+    # Setup may or may not beat half a second; either no trial started, or the one that did was
+    # ended after its first batch, validated, and kept.
+    assert result.trials <= 1
+    if result.trials:
+        first = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str}).iloc[0]
+        assert first["status"] == "CUT_BY_BUDGET" and first["epochs_trained"] == 1
     resumed = run_search(config(tmp_path, tiny_npz))
     assert resumed.completed == resumed.trials >= 3
-    trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
-    assert trials.loc[0, "val_accuracy"] == first["val_accuracy"]
+    if result.trials:
+        trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
+        assert trials.loc[0, "val_accuracy"] == first["val_accuracy"]  # kept, not re-run
+
+
+def test_deadline_ends_training_after_the_current_batch_and_still_validates() -> None:
+    from search.pipeline import make_dataset
+    from search.tuner import StopAtDeadline
+    from spaces import get_space
+    from spaces.base import DataSpec
+    from tests.conftest import make_images
+
+    x, y = make_images(16, num_classes=2)
+    hypermodel = get_space("cnn")(DataSpec(num_classes=2, train_size=len(y), batch_size=8), fit_verbose=0)
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    stop = StopAtDeadline(deadline=time.time() - 1)  # already past
+    data = make_dataset(x, y, 2, batch_size=8)
+    history = hypermodel.fit(hp, model, data, validation_data=data, epochs=5, callbacks=[stop])
+    assert stop.stopped
+    assert history.epoch == [0]  # one epoch of one batch, not five
+    assert "val_accuracy" in history.history  # the partial epoch was still validated
+    assert int(model.optimizer.iterations) == 1
 
 
 def test_resume_with_different_search_flags_is_refused(tmp_path: Path, tiny_npz: Path) -> None:

@@ -47,3 +47,10 @@ def test_a_user_space_registers_by_name() -> None:
     assert "tiny-test-space" in list_spaces()
     assert get_space("tiny-test-space") is TinySpace
     assert "width" in [row["name"] for row in describe_space(TinySpace)]
+
+
+def test_conditional_hyperparameters_are_listed_with_their_condition() -> None:
+    rows = {row["name"]: row for row in describe_space(get_space("fast"))}
+    assert rows["sgd_nesterov_learning_rate"]["when"] == "optimizer = sgd_nesterov"
+    assert rows["adamw_learning_rate"]["when"] == "optimizer = adamw"
+    assert rows["width"]["when"] == ""
