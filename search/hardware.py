@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 
@@ -19,6 +20,7 @@ class Acceleration:
     jit_compile: bool
 
 
+@functools.cache  # a machine fact: asked by the search, the report and every retrain
 def detect_gpus() -> list[str]:
     names = []
     for device in tf.config.list_physical_devices("GPU"):
@@ -29,7 +31,7 @@ def detect_gpus() -> list[str]:
 
 def choose_acceleration(config: SearchConfig) -> Acceleration:
     """auto: mixed float16 and XLA on a GPU (tensor cores), float32 without XLA on CPU."""
-    gpus = detect_gpus()
+    gpus = list(detect_gpus())
     precision = config.precision
     if precision == "auto":
         precision = "mixed_float16" if gpus else "float32"

@@ -19,6 +19,7 @@ from search.errors import HyperCNNError
 from tests.conftest import (
     CLASSES,
     make_images,
+    write_batch,
     write_batches_dir,
     write_image_folder,
     write_image_zip,
@@ -41,8 +42,6 @@ def test_tarball_in_the_official_layout_loads_train_and_test(tmp_path: Path, cac
 def test_batch_pixels_come_back_channels_last(tmp_path: Path) -> None:
     x, y = make_images(1, seed=9)
     with (tmp_path / "data_batch_1").open("wb") as handle:
-        from tests.conftest import write_batch
-
         write_batch(handle, x, y)
     raw = cifar_pickles.load_batches_dir(tmp_path)
     assert np.array_equal(raw.x_train, x)
@@ -91,8 +90,6 @@ def test_batch_labels_out_of_range_name_the_index_and_the_file(tmp_path: Path) -
     y = y.copy()
     y[3] = 12
     with (folder / "data_batch_2").open("wb") as handle:
-        from tests.conftest import write_batch
-
         write_batch(handle, x, y)
     with pytest.raises(
         HyperCNNError, match=r"labels must be in 0\.\.9; found 12 at index 3 in .*data_batch_2"
