@@ -39,12 +39,11 @@ class Retrained:
 
 
 def best_trial(tuner: HyperCNNTuner) -> BestTrial:
-    trials = [t for t in tuner.oracle.get_best_trials(1) if t.score is not None and t.status == "COMPLETED"]
-    if not trials:
+    trial = tuner.best_trial()
+    if trial is None:
         raise HyperCNNError(
             f"{tuner.run.path} has no completed trial yet; run the search (longer) before the report"
         )
-    trial = trials[0]
     record = tuner.run.read_trial_record(trial.trial_id)
     # The epoch at which validation accuracy peaked, counted from the start of training.
     epochs = record.get("best_epoch") or trial.hyperparameters.values.get("tuner/epochs", 1)

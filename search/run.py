@@ -143,13 +143,13 @@ def run_search(config: SearchConfig) -> SearchResult:
     finally:
         tuner.write_leaderboard()
     completed = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
-    best = [t for t in tuner.oracle.get_best_trials(1) if t.score is not None]
+    best = tuner.best_trial()
     result = SearchResult(
         run_dir=run.path,
         trials=len(tuner.oracle.trials),
         completed=len(completed),
-        best_trial=best[0].trial_id if best else None,
-        best_score=best[0].score if best else None,
+        best_trial=best.trial_id if best else None,
+        best_score=best.score if best else None,
         seconds=time.time() - started,
     )
     stop_reason = "time budget reached" if deadline and time.time() >= deadline else "search finished"

@@ -151,6 +151,12 @@ class HyperCNNTuner(kt.Hyperband):
         model.load_weights(checkpoint)
         return model
 
+    def best_trial(self) -> kt.engine.trial.Trial | None:
+        """The completed trial with the best score; ties go to the earliest trial, as in the
+        leaderboard (KerasTuner's own order among ties follows the order it read trials from disk)."""
+        done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
+        return min(done, key=lambda t: (-t.score, t.trial_id), default=None)
+
     def set_deadline(self, deadline: float | None) -> None:
         self.deadline = deadline
         self.oracle.deadline = deadline
@@ -211,8 +217,8 @@ class HyperCNNTuner(kt.Hyperband):
         trial = self.oracle.get_trial(trial.trial_id)
         record = self.run.read_trial_record(trial.trial_id)
         score = trial.score if trial.score is not None else float("nan")
-        best = [t for t in self.oracle.get_best_trials(1) if t.score is not None]
-        best_text = f"best {best[0].score:.4f} (trial {best[0].trial_id})" if best else "no best yet"
+        best = self.best_trial()
+        best_text = f"best {best.score:.4f} (trial {best.trial_id})" if best else "no best yet"
         elapsed = time.time() - self.search_started
         budget = ""
         if self.deadline is not None:
