@@ -14,6 +14,8 @@ from keras import layers
 from spaces import recipe, register_space
 from spaces.base import SpaceHyperModel
 
+HEAD_SCALE = 1 / 8
+
 
 @register_space("fast")
 class FastNet(SpaceHyperModel):
@@ -40,6 +42,10 @@ class FastNet(SpaceHyperModel):
                 x = conv_bn(x, width * multiple, f"block{block}{'abc'[extra]}")
         # Max over positions: "is the feature anywhere", robust to where the object sits.
         x = layers.GlobalMaxPooling2D(name="pool")(x)
+        # Shrink the head's input (airbench's 1/9 logit scale): max-pooled BN features make large
+        # initial logits that blow up the first steps at lr 0.1. Measured on the real zip, defaults,
+        # 10k images, 4 epochs: val_accuracy 0.633 with 1/8 vs 0.583 without.
+        x = layers.Rescaling(HEAD_SCALE, name="head_scale")(x)
         if dropout > 0:
             x = layers.Dropout(dropout, name="dropout")(x)
         return x
