@@ -121,6 +121,8 @@ def trials_table(tuner_trials: dict, run: RunFolder, objective: str = "val_accur
                 value = trial.metrics.get_last_value(metric)
             row[metric] = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
         row["seconds"] = record.get("seconds")
+        # Seconds not spent in training steps or validation: build, compile, tracing, checkpoints.
+        row["overhead_seconds"] = record.get("overhead_seconds")
         row.update(values)
         row["error"] = error_line(trial.message)
         rows.append(row)

@@ -17,6 +17,7 @@ import keras_tuner as kt
 
 from search.config import SearchConfig
 from search.runfolder import TUNER_PROJECT, RunFolder, error_line, trials_table, write_csv, write_json
+from search.timing import StepClock
 from spaces.base import SpaceHyperModel
 
 OBJECTIVE = "val_accuracy"
@@ -126,7 +127,7 @@ class HyperCNNTuner(kt.Hyperband):
 
     def _deepcopy_callbacks(self, callbacks: list) -> list:
         # KerasTuner deep-copies callbacks per execution; ours must stay the instances we read.
-        ours = [c for c in callbacks if isinstance(c, (StopAtDeadline, EpochRecorder))]
+        ours = [c for c in callbacks if isinstance(c, (StopAtDeadline, EpochRecorder, StepClock))]
         return super()._deepcopy_callbacks([c for c in callbacks if c not in ours]) + ours
 
     def last_checkpoint(self, trial_id: str) -> str:
@@ -162,16 +163,17 @@ class HyperCNNTuner(kt.Hyperband):
         self.oracle.deadline = deadline
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
-        started = time.time()
+        started, started_clock = time.time(), time.perf_counter()
         # Each trial gets its own reproducible seed, the same on resume.
         keras.utils.set_random_seed(self.config.seed * 100_003 + int(trial.trial_id))
         deadline = StopAtDeadline(self.deadline)
         recorder = EpochRecorder(self.last_checkpoint(trial.trial_id))
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), deadline, recorder]
+        clock = StepClock()
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), deadline, recorder, clock]
         try:
             results = super().run_trial(trial, *args, **kwargs)
         finally:
-            self._record(trial, started, recorder, deadline)
+            self._record(trial, started, recorder, deadline, clock, started_clock)
         if recorder.diverged_at is not None:
             values = trial.hyperparameters.values
             learning_rate = next((v for k, v in values.items() if k.endswith("learning_rate")), None)
@@ -181,7 +183,15 @@ class HyperCNNTuner(kt.Hyperband):
             )
         return results
 
-    def _record(self, trial, started: float, recorder: EpochRecorder, deadline: StopAtDeadline) -> None:
+    def _record(
+        self,
+        trial,
+        started: float,
+        recorder: EpochRecorder,
+        deadline: StopAtDeadline,
+        clock: StepClock,
+        started_clock: float,
+    ) -> None:
         history = recorder.history
         scores = history.get(OBJECTIVE, [])
         best = max(range(len(scores)), key=scores.__getitem__) if scores else None
@@ -190,10 +200,19 @@ class HyperCNNTuner(kt.Hyperband):
             note = "DIVERGED"
         elif deadline.stopped:
             note = "CUT_BY_BUDGET"
+        seconds = time.time() - started
+        timing = clock.summary()
+        # Build, compile and (for a promotion) restoring the parent, before the first step.
+        setup = (clock.train_begin or time.perf_counter()) - started_clock
         write_json(
             self.run.trial_record(trial.trial_id),
             {
-                "seconds": round(time.time() - started, 2),
+                "seconds": round(seconds, 2),
+                **timing,
+                "setup_seconds": round(setup, 3),
+                "overhead_seconds": round(
+                    seconds - timing["train_seconds"] - timing["validation_seconds"], 3
+                ),
                 "epochs_trained": len(history["epoch"]),
                 "best_epoch": history["epoch"][best] if best is not None else None,
                 "status_note": note,

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import keras_tuner as kt
+import tensorflow as tf
 from keras import layers
 
+from spaces import layers as spaces_layers
 from spaces import recipe
+from spaces.augment import augment_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,18 +49,38 @@ class SpaceHyperModel(kt.HyperModel):
     # False: the space puts L2 on its kernels itself, so the optimizer adds no decay on top.
     decoupled_decay: bool = True
 
-    def __init__(self, data: DataSpec, jit_compile: bool = False, fit_verbose: int | str = "auto") -> None:
+    def __init__(
+        self,
+        data: DataSpec,
+        jit_compile: bool = False,
+        fit_verbose: int | str = "auto",
+        plain_keras: bool = False,
+    ) -> None:
         super().__init__(name=self.name, tunable=True)
         self.data = data
         self.jit_compile = jit_compile
         self.fit_verbose = fit_verbose
+        # False (HyperCNN's path): uint8 input, fit() augments uint8 batches in the tf.data
+        # pipeline, fused batch-norm kernels. True: the same network as a plain Keras script builds
+        # it (float32 input, augmentation layers in the model, stock layers), for the
+        # throughput bench and the equal-accuracy test.
+        self.plain_keras = plain_keras
 
     def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
         raise NotImplementedError
 
+    def batch_norm(self, hp: kt.HyperParameters) -> Callable[[str], layers.Layer]:
+        """A factory of the space's batch-norm layers: momentum from the recipe, kernel from the path."""
+        momentum = recipe.bn_momentum(hp)
+        return lambda name: spaces_layers.batch_norm(momentum, name, plain_keras=self.plain_keras)
+
     def build(self, hp: kt.HyperParameters) -> keras.Model:
-        images = keras.Input(shape=self.data.input_shape, dtype="uint8", name="image")
-        x = recipe.preprocess(hp, images, self.data.mean, self.data.std)
+        augmentation = recipe.augmentation(hp, self.data.mean)
+        input_dtype = "float32" if self.plain_keras else "uint8"
+        images = keras.Input(shape=self.data.input_shape, dtype=input_dtype, name="image")
+        x = recipe.standardize(images, self.data.mean, self.data.std)
+        if self.plain_keras:
+            x = recipe.keras_augmentation(augmentation, x)
         features = self.build_features(hp, x)
         # float32 head: softmax in float16 under mixed precision loses probability mass.
         outputs = layers.Dense(
@@ -70,10 +94,20 @@ class SpaceHyperModel(kt.HyperModel):
         )
         return model
 
-    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+    def fit(
+        self, hp: kt.HyperParameters, model: keras.Model, x: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
         kwargs["verbose"] = self.fit_verbose
-        kwargs["shuffle"] = False  # the tf.data pipeline already reshuffles every epoch
-        return model.fit(*args, **kwargs)
+        if isinstance(x, tf.data.Dataset):
+            kwargs["shuffle"] = False  # the tf.data pipeline already reshuffles every epoch
+            if not self.plain_keras:
+                x = augment_dataset(x, recipe.augmentation(hp, self.data.mean))
+        elif not self.plain_keras and recipe.augmentation(hp, self.data.mean).active:
+            raise TypeError(
+                "fit() augments batched uint8 tf.data datasets (search.pipeline.make_dataset); "
+                "pass one, or build the space with plain_keras=True to fit on arrays"
+            )
+        return model.fit(x, *args, **kwargs)
 
 
 def describe_space(cls: type[SpaceHyperModel]) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ class ClassicCNN(SpaceHyperModel):
         batch_norm = hp.Boolean("batch_norm", default=True)
         dropout = hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3)
         dense_units = hp.Choice("dense_units", [64, 128, 256, 512], default=256)
-        momentum = recipe.bn_momentum(hp) if batch_norm else None
+        norm = self.batch_norm(hp) if batch_norm else None
         l2 = recipe.l2_regularizer(hp)
         for block in range(blocks):
             # Double the width each time the resolution halves: constant work per block.
@@ -37,7 +37,7 @@ class ClassicCNN(SpaceHyperModel):
                     name=f"block{block + 1}_conv{conv + 1}",
                 )(x)
                 if batch_norm:
-                    x = layers.BatchNormalization(momentum=momentum, name=f"block{block + 1}_bn{conv + 1}")(x)
+                    x = norm(f"block{block + 1}_bn{conv + 1}")(x)
                 x = layers.Activation("relu", name=f"block{block + 1}_relu{conv + 1}")(x)
             x = layers.MaxPooling2D(name=f"block{block + 1}_pool")(x)
             if dropout > 0:

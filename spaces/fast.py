@@ -11,7 +11,7 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
-from spaces import recipe, register_space
+from spaces import register_space
 from spaces.base import SpaceHyperModel
 
 HEAD_SCALE = 1 / 8
@@ -26,13 +26,13 @@ class FastNet(SpaceHyperModel):
         convs = hp.Int("convs_per_block", 1, 2, default=2)
         activation = hp.Choice("activation", ["gelu", "relu"], default="gelu")
         dropout = hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.0)
-        momentum = recipe.bn_momentum(hp)
+        norm = self.batch_norm(hp)
 
         def conv_bn(x: keras.KerasTensor, filters: int, name: str, pool: bool = False) -> keras.KerasTensor:
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
             if pool:  # pool before BN: the norm then sees the statistics the next conv will get
                 x = layers.MaxPooling2D(name=f"{name}_pool")(x)
-            x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
+            x = norm(f"{name}_bn")(x)
             return layers.Activation(activation, name=f"{name}_act")(x)
 
         x = conv_bn(x, width, "stem")

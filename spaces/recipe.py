@@ -24,6 +24,8 @@ import keras_tuner as kt
 import numpy as np
 from keras import layers
 
+from spaces.augment import CUTOUT_AREA, Augmentation
+
 # The learning-rate range of each optimizer, and its known-good default.
 LEARNING_RATES = {
     "sgd_nesterov": (0.01, 0.5, 0.1),
@@ -35,28 +37,39 @@ def bn_momentum(hp: kt.HyperParameters) -> float:
     return hp.Choice("bn_momentum", [0.8, 0.9, 0.95], default=0.9)
 
 
-def preprocess(hp: kt.HyperParameters, images: keras.KerasTensor, mean, std) -> keras.KerasTensor:
-    """uint8 pixels in, standardised and (only while training) augmented floats out.
+def augmentation(hp: kt.HyperParameters, mean) -> Augmentation:
+    """The augmentation knobs of this trial; applied to uint8 batches by spaces.augment."""
+    return Augmentation(
+        flip=hp.Boolean("augment_flip", default=True),
+        crop=hp.Choice("augment_crop", [0, 2, 4], default=4),  # pixels of padding to crop back from
+        cutout=hp.Choice("augment_cutout", [0.0, 0.5], default=0.0),  # probability per image
+        fill=tuple(int(round(value)) for value in mean),
+    )
+
+
+def standardize(images: keras.KerasTensor, mean, std) -> keras.KerasTensor:
+    """uint8 pixels in, per-channel standardised floats out, with the training split's statistics.
 
     Living inside the model, the exported model takes raw uint8 images.
     """
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(images)
-    # Per-channel standardisation with the training split's statistics, stored in the model.
-    x = layers.Normalization(
-        mean=np.asarray(mean) / 255.0, variance=(np.asarray(std) / 255.0) ** 2, name="normalize"
-    )(x)
-    if hp.Boolean("augment_flip", default=True):
+    return layers.Normalization(mean=np.asarray(mean), variance=np.asarray(std) ** 2, name="normalize")(
+        images
+    )
+
+
+def keras_augmentation(augmentation: Augmentation, x: keras.KerasTensor) -> keras.KerasTensor:
+    """The same augmentation as Keras preprocessing layers inside the model: how a plain Keras
+    script does it, kept for bench/throughput.py's plain path and the equal-accuracy test."""
+    if augmentation.flip:
         x = layers.RandomFlip("horizontal", name="augment_flip")(x)
-    crop = hp.Choice("augment_crop", [0, 2, 4], default=4)  # pixels of padding to crop back from
-    if crop:
-        shift = crop / images.shape[1]
+    if augmentation.crop:
+        shift = augmentation.crop / x.shape[1]
         x = layers.RandomTranslation(shift, shift, fill_mode="reflect", name="augment_crop")(x)
-    cutout = hp.Choice("augment_cutout", [0.0, 0.5], default=0.0)  # probability per image
-    if cutout:
+    if augmentation.cutout:
         # fill 0 = the channel mean after standardisation, as in Cutout (DeVries & Taylor, 2017)
         x = layers.RandomErasing(
-            factor=(cutout, cutout),
-            scale=(0.05, 0.15),
+            factor=(augmentation.cutout, augmentation.cutout),
+            scale=CUTOUT_AREA,
             fill_value=0.0,
             value_range=(-3, 3),
             name="augment_cutout",

@@ -68,9 +68,16 @@ def test_search_writes_the_run_folder_contract(finished_run: Path) -> None:
         "val_accuracy",
         "val_loss",
         "seconds",
+        "overhead_seconds",
         "sgd_nesterov_learning_rate",
     } <= set(trials.columns)
     assert (trials["status"] == "COMPLETED").sum() >= 3
+    # Where a trial's seconds went: steady steps + validation + overhead = its wall time.
+    record = json.loads((finished_run / "tuner" / "trial_0000" / "hypercnn.json").read_text())
+    assert record["train_seconds"] > 0 and record["validation_seconds"] > 0 and record["trace_seconds"] > 0
+    assert record["train_steps"] == record["epochs_trained"] * 2  # 160 images in batches of 128
+    total = record["train_seconds"] + record["validation_seconds"] + record["overhead_seconds"]
+    assert total == pytest.approx(record["seconds"], abs=0.05)
     # The first trial is the space's defaults, the known-good configuration.
     assert trials.loc[0, "conv_blocks"] == 3 and trials.loc[0, "sgd_nesterov_learning_rate"] == pytest.approx(
         0.1

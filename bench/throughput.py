@@ -1,0 +1,258 @@
+"""Training throughput: HyperCNN's path against plain model.fit, and against the machine's peak.
+
+For the default configuration of every registered space, on the same machine in one run:
+
+- plain:    the same network as a plain Keras script writes it: float32 NumPy arrays into
+            ``model.fit(x, y, batch_size=...)``, augmentation as Keras preprocessing layers inside the
+            model, Keras's default compile settings;
+- hypercnn: HyperCNN's training path: uint8 images held in memory, a tf.data pipeline that augments
+            whole uint8 batches and prefetches, the compile settings HyperCNN picks for this machine.
+
+Same model and batch size; 1 warm-up epoch, then 3 timed. Also each model's training FLOPs per image
+(3x the forward pass: forward, input gradients, weight gradients), and MFU against the peak this
+machine measures on a large 3x3 convolution. Last, a short real search, and the share of its wall
+time that is not training steps or validation (build, compile, tracing, checkpoints, bookkeeping).
+
+    .venv/bin/python bench/throughput.py      # ~12 min on 2 CPU cores; results/bench_throughput.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import keras_tuner as kt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from search import SearchConfig, run_search  # noqa: E402
+from search.hardware import apply_acceleration, choose_acceleration, cpu_count, cpu_model, detect_gpus  # noqa: E402
+from search.pipeline import make_dataset  # noqa: E402
+from spaces import get_space, list_spaces  # noqa: E402
+from spaces.base import DataSpec  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"
+
+
+def measure_conv_peak(seconds_per_shape: float = 4.0) -> tuple[float, str]:
+    """GFLOP/s of the best large 3x3 convolution, float32 and the compute dtype the path uses."""
+    best, best_shape = 0.0, ""
+    for batch, size, channels in ((64, 32, 128), (32, 32, 256), (16, 16, 512)):
+        images = tf.random.normal([batch, size, size, channels])
+        kernel = tf.random.normal([3, 3, channels, channels])
+        conv = tf.function(lambda x, k: tf.reduce_sum(tf.nn.conv2d(x, k, 1, "SAME")))
+        conv(images, kernel).numpy()  # trace and warm up
+        flops = 2.0 * batch * size * size * 9 * channels * channels
+        runs, started = [], time.perf_counter()
+        while time.perf_counter() - started < seconds_per_shape or len(runs) < 3:
+            begin = time.perf_counter()
+            conv(images, kernel).numpy()
+            runs.append(time.perf_counter() - begin)
+        rate = flops / min(runs) / 1e9
+        if rate > best:
+            best, best_shape = rate, f"{batch}x{size}x{size}x{channels} -> {channels}"
+    return best, best_shape
+
+
+def forward_flops(model: keras.Model) -> float:
+    """Multiply-adds x2 of the conv and dense layers (the rest is a few % at most)."""
+    total = 0.0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, out_channels = layer.output.shape
+            kh, kw, in_per_group, _ = layer.kernel.shape
+            total += 2.0 * height * width * kh * kw * in_per_group * out_channels
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, height, width, out_channels = layer.output.shape
+            kh, kw = layer.kernel.shape[:2]
+            total += 2.0 * height * width * kh * kw * out_channels
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2.0 * float(np.prod(layer.kernel.shape))
+    return total
+
+
+def interleaved_images_per_second(fits: dict, images: int, warmup: int, timed: int) -> dict[str, float]:
+    """Epoch by epoch, alternating which path goes first: a shared VM's speed drifts by tens of
+    percent over minutes, and alternating puts both paths under the same drift."""
+    seconds: dict[str, list[float]] = {name: [] for name in fits}
+    for epoch in range(warmup + timed):
+        order = list(fits) if epoch % 2 == 0 else list(fits)[::-1]
+        for name in order:
+            started = time.perf_counter()
+            fits[name](epoch)
+            seconds[name].append(time.perf_counter() - started)
+    return {name: images * timed / sum(times[warmup:]) for name, times in seconds.items()}
+
+
+def default_hp(epochs: int) -> kt.HyperParameters:
+    hp = kt.HyperParameters()
+    hp.values["tuner/epochs"] = epochs  # the schedule spans the epochs this run trains
+    return hp
+
+
+def bench_space(name: str, x: np.ndarray, y: np.ndarray, batch_size: int, warmup: int, timed: int) -> dict:
+    classes = int(y.max()) + 1
+    spec = DataSpec(num_classes=classes, input_shape=x.shape[1:], train_size=len(x), batch_size=batch_size)
+    epochs = warmup + timed
+    acceleration = choose_acceleration(SearchConfig())
+    space = get_space(name)
+
+    # (a) plain: float32 arrays, augmentation layers in the model, stock layers, Keras's default jit.
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
+    plain_model = space(spec, jit_compile="auto", fit_verbose=0, plain_keras=True).build(default_hp(epochs))
+    x_float, y_onehot = x.astype("float32"), keras.utils.to_categorical(y, classes)
+
+    # (b) HyperCNN's path, exactly as a search trial runs it.
+    apply_acceleration(acceleration)
+    keras.utils.set_random_seed(0)
+    hypermodel = space(spec, jit_compile=acceleration.jit_compile, fit_verbose=0)
+    hp = default_hp(epochs)
+    model = hypermodel.build(hp)
+    dataset = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
+
+    rates = interleaved_images_per_second(
+        {
+            "plain": lambda epoch: plain_model.fit(
+                x_float, y_onehot, batch_size=batch_size, initial_epoch=epoch, epochs=epoch + 1, verbose=0
+            ),
+            "hypercnn": lambda epoch: hypermodel.fit(
+                hp, model, dataset, initial_epoch=epoch, epochs=epoch + 1
+            ),
+        },
+        len(x),
+        warmup,
+        timed,
+    )
+    plain, fast = rates["plain"], rates["hypercnn"]
+    train_flops = 3 * forward_flops(model)
+    return {
+        "space": name,
+        "batch_size": batch_size,
+        "params": model.count_params(),
+        "train_mflop_per_image": round(train_flops / 1e6, 1),
+        "plain_images_per_s": round(plain, 1),
+        "hypercnn_images_per_s": round(fast, 1),
+        "speedup": round(fast / plain, 3),
+        "hypercnn_gflop_per_s": round(fast * train_flops / 1e9, 1),
+        "precision": acceleration.precision,
+        "jit_compile": acceleration.jit_compile,
+    }
+
+
+def bench_search_overhead(data: str, work: Path, budget_s: float, train_size: int) -> dict:
+    """A real Hyperband search; overhead = wall time not spent in steady training steps or validation."""
+    config = SearchConfig.create(
+        data=data,
+        out=str(work / "search"),
+        cache_dir=str(work / "cache") if data.endswith(".npz") else "~/.cache/hypercnn",
+        train_size=train_size,
+        val_size=train_size // 5,
+        test_size=1000,
+        max_epochs=9,
+        factor=3,
+        time_budget_s=budget_s,
+        overwrite=True,
+        progress="off",
+    )
+    result = run_search(config)
+    records = [
+        (Path(config.out) / "tuner" / f"trial_{trial_id}" / "hypercnn.json")
+        for trial_id in pd.read_csv(Path(config.out) / "trials.csv", dtype={"trial_id": str})["trial_id"]
+    ]
+    trials = [json.loads(path.read_text()) for path in records if path.is_file()]
+    useful = sum(t.get("train_seconds", 0) + t.get("validation_seconds", 0) for t in trials)
+    setup = sum(t.get("setup_seconds", 0) for t in trials)
+    trace = sum(t.get("trace_seconds", 0) for t in trials)
+    wall = result.seconds
+    return {
+        "search_wall_s": round(wall, 1),
+        "search_trials": result.trials,
+        "search_epochs": sum(t.get("epochs_trained", 0) for t in trials),
+        "useful_s": round(useful, 1),
+        "setup_s (build+compile)": round(setup, 1),
+        "trace_s (first steps)": round(trace, 1),
+        "other_s (checkpoints, bookkeeping)": round(wall - useful - setup - trace, 1),
+        "overhead_share": round(1 - useful / wall, 4),
+    }
+
+
+def synthetic_npz(path: Path, count: int) -> str:
+    """Random images of CIFAR's shape: speed does not depend on what the pixels show."""
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8), y=np.arange(count) % 10)
+    return str(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spaces", default=",".join(list_spaces()), help="comma-separated; default: all")
+    parser.add_argument("--images", type=int, default=5000, help="training images per epoch")
+    parser.add_argument("--batch-size", type=int, default=SearchConfig.batch_size)
+    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--timed-epochs", type=int, default=3)
+    # The search-quality bench's search: 10,000 training and 2,000 validation images, 360 s.
+    parser.add_argument("--search-budget", type=float, default=360.0, help="seconds; 0 skips the search")
+    parser.add_argument("--search-train", type=int, default=10_000, help="training images in the search")
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="for the search; generated if absent")
+    args = parser.parse_args()
+
+    hardware = f"{cpu_model()}, {cpu_count()} cores" + (
+        f", GPU {', '.join(detect_gpus())}" if detect_gpus() else ""
+    )
+    print(f"machine: {hardware}", flush=True)
+    peak, peak_shape = measure_conv_peak()
+    print(f"measured conv peak: {peak:.1f} GFLOP/s (float32, 3x3 conv {peak_shape})", flush=True)
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(args.images) % 10
+    rows = []
+    for name in args.spaces.split(","):
+        print(
+            f"=== {name}: plain model.fit vs HyperCNN path, {args.images} images, batch {args.batch_size}",
+            flush=True,
+        )
+        row = bench_space(name, x, y, args.batch_size, args.warmup_epochs, args.timed_epochs)
+        row["mfu_vs_measured_peak"] = round(row["hypercnn_gflop_per_s"] / peak, 3)
+        print("   ", row, flush=True)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["peak_gflop_per_s"] = round(peak, 1)
+
+    if args.search_budget > 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = args.data
+            if not Path(data).exists():
+                data = synthetic_npz(Path(tmp) / "data.npz", args.search_train * 2)
+            print(
+                f"=== search overhead: fast space, Hyperband 9/3, {args.search_budget:.0f} s on {data}",
+                flush=True,
+            )
+            overhead = bench_search_overhead(data, Path(tmp), args.search_budget, args.search_train)
+        print("   ", overhead, flush=True)
+        for key, value in overhead.items():
+            table[key] = value
+
+    table["machine"] = hardware
+    table["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+    target = ROOT / "results" / "bench_throughput.csv"
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(table.drop(columns=["command", "machine"]).T.to_string(header=False))
+    table.to_csv(target, index=False)
+    print(f"written: {target}")
+
+
+if __name__ == "__main__":
+    main()

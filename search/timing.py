@@ -1,0 +1,66 @@
+"""StepClock: where a trial's seconds go, so the search can show what it spends besides training.
+
+Useful work is the steady training steps and the validation passes; everything else in a trial's
+wall time (model build, compile, the first step's tracing, checkpoints, bookkeeping) is overhead.
+bench/throughput.py sums it over a search; trials.csv shows it per trial.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import keras
+
+
+class StepClock(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.train_steps: list[float] = []
+        self.test_steps: list[list[float]] = []
+        self.train_begin: float | None = None
+        self._step_started = 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.train_begin = time.perf_counter()
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.train_steps.append(time.perf_counter() - self._step_started)
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.test_steps.append([])
+
+    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.test_steps:
+            self.test_steps[-1].append(time.perf_counter() - self._step_started)
+
+    @staticmethod
+    def _steady_total(steps: list[float]) -> tuple[float, float]:
+        """(steady seconds, tracing seconds): the first call of a compiled function also traces it;
+        it counts as a typical step plus its excess."""
+        if not steps:
+            return 0.0, 0.0
+        typical = statistics.median(steps[1:]) if len(steps) > 1 else steps[0]
+        excess = max(0.0, steps[0] - typical)
+        return sum(steps) - excess, excess
+
+    def summary(self) -> dict[str, float]:
+        train, train_trace = self._steady_total(self.train_steps)
+        # Keras traces its test function once per fit: the first validation pass carries it.
+        validation = validation_trace = 0.0
+        for index, steps in enumerate(self.test_steps):
+            steady, excess = self._steady_total(steps)
+            validation += steady + (excess if index else 0.0)
+            validation_trace += 0.0 if index else excess
+        return {
+            "train_seconds": round(train, 3),
+            "validation_seconds": round(validation, 3),
+            "trace_seconds": round(train_trace + validation_trace, 3),
+            "train_steps": len(self.train_steps),
+        }

@@ -1,0 +1,85 @@
+"""The recipe's augmentation, done on whole uint8 batches inside the tf.data pipeline.
+
+Where it is cheapest: integer shifts and masks on uint8 batches cost a fraction of Keras's
+in-model preprocessing layers, which transform float32 images with an interpolating projective
+warp on every training step. Measured on 2 CPU cores (bench/throughput.py): see the README.
+
+Same augmentations as the Keras layers the plain path uses (spaces.recipe.keras_augmentation):
+horizontal flip, pad-and-crop by up to ``crop`` pixels (reflect padding), and cutout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+# Cutout's square covers 5 % to 15 % of the image, as the in-model RandomErasing does.
+CUTOUT_AREA = (0.05, 0.15)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    flip: bool = True
+    crop: int = 4  # pixels of reflect padding a random 32x32 window is cut back from
+    cutout: float = 0.0  # probability per image
+    fill: tuple[int, ...] = (125, 123, 114)  # cutout's fill: the training mean, 0 after standardising
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.crop > 0 or self.cutout > 0
+
+
+def random_flip(images: tf.Tensor) -> tf.Tensor:
+    flip = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < 0.5
+    return tf.where(flip, tf.reverse(images, axis=[2]), images)
+
+
+def random_crop(images: tf.Tensor, pad: int) -> tf.Tensor:
+    """Reflect-pad the batch once, then cut each image's window with two batched gathers."""
+    count, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    top = tf.random.uniform([count], 0, 2 * pad + 1, dtype=tf.int32)
+    left = tf.random.uniform([count], 0, 2 * pad + 1, dtype=tf.int32)
+    rows = top[:, None] + tf.range(height)[None, :]
+    cols = left[:, None] + tf.range(width)[None, :]
+    images = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(images, cols, axis=2, batch_dims=1)
+
+
+def random_cutout(images: tf.Tensor, probability: float, fill: tuple[int, ...]) -> tf.Tensor:
+    """Fill a random square (clipped at the borders) with the mean colour, in `probability` of images."""
+    count, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    area = float(height * width)
+    low, high = (round((fraction * area) ** 0.5) for fraction in CUTOUT_AREA)
+    side = tf.random.uniform([count, 1, 1], low, high + 1, dtype=tf.int32)
+    centre_y = tf.random.uniform([count, 1, 1], 0, height, dtype=tf.int32)
+    centre_x = tf.random.uniform([count, 1, 1], 0, width, dtype=tf.int32)
+    ys = tf.range(height)[None, :, None]
+    xs = tf.range(width)[None, None, :]
+    top, left = centre_y - side // 2, centre_x - side // 2
+    inside = (ys >= top) & (ys < top + side) & (xs >= left) & (xs < left + side)
+    chosen = tf.random.uniform([count, 1, 1]) < probability
+    mask = (inside & chosen)[..., None]
+    return tf.where(mask, tf.constant(fill, dtype=images.dtype), images)
+
+
+def augment_batch(images: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
+    if augmentation.flip:
+        images = random_flip(images)
+    if augmentation.crop:
+        images = random_crop(images, augmentation.crop)
+    if augmentation.cutout:
+        images = random_cutout(images, augmentation.cutout, augmentation.fill)
+    return images
+
+
+def augment_dataset(dataset: tf.data.Dataset, augmentation: Augmentation) -> tf.data.Dataset:
+    """Map the augmentation over a batched (images, labels) dataset; validation data never comes here."""
+    if not augmentation.active:
+        return dataset
+    dataset = dataset.map(
+        lambda images, labels: (augment_batch(images, augmentation), labels),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)

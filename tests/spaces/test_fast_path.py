@@ -1,0 +1,101 @@
+"""HyperCNN's fast training path must not change what a model learns.
+
+Fast path: uint8 input, augmentation on uint8 batches in tf.data, fused batch-norm kernels.
+Plain path: the same network as plain Keras writes it (float32 arrays into model.fit, Keras
+augmentation layers in the model, stock layers). Same data, seed, epochs: same accuracy within noise.
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from search.pipeline import make_dataset
+from spaces import get_space
+from spaces.augment import Augmentation, augment_batch, random_crop, random_cutout, random_flip
+from spaces.base import DataSpec
+from spaces.layers import FusedBatchNormalization, to_stock_keras
+
+# Four classes whose mean colours differ by 40 levels along one channel; each image's colour is
+# shifted at random (sd 20) and its pixels are noisy: the classes overlap, so neither path can reach
+# 100 % and a difference between them would show. Flips, crops and cutout keep the label.
+CLASS_COLOURS = np.array([[100, 100, 100], [140, 100, 100], [100, 140, 100], [100, 100, 140]])
+
+
+def overlapping_colours(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, count)
+    colours = CLASS_COLOURS[labels] + rng.normal(0, 20, (count, 3))
+    images = colours[:, None, None, :] + rng.normal(0, 30, (count, 32, 32, 3))
+    return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def train_and_score(plain_keras: bool, x, y, x_test, y_test, epochs: int = 4) -> float:
+    keras.utils.set_random_seed(0)
+    spec = DataSpec(num_classes=4, train_size=len(x), batch_size=64)
+    space = get_space("fast")(spec, fit_verbose=0, plain_keras=plain_keras)
+    hp = kt.HyperParameters()
+    hp.Fixed("width", 16)  # small and quick; every other knob at the space's default
+    hp.values["tuner/epochs"] = epochs
+    model = space.build(hp)
+    if plain_keras:
+        onehot = keras.utils.to_categorical(y, 4)
+        model.fit(x.astype("float32"), onehot, batch_size=64, epochs=epochs, shuffle=True, verbose=0)
+        probabilities = model.predict(x_test.astype("float32"), verbose=0)
+    else:
+        space.fit(hp, model, make_dataset(x, y, 4, 64, shuffle=True, seed=0), epochs=epochs)
+        probabilities = model.predict(x_test, verbose=0)
+    return float((probabilities.argmax(1) == y_test).mean())
+
+
+@pytest.mark.slow
+def test_fast_and_plain_paths_reach_the_same_accuracy() -> None:
+    x, y = overlapping_colours(1200, seed=0)
+    x_test, y_test = overlapping_colours(600, seed=1)
+    fast = train_and_score(False, x, y, x_test, y_test)
+    plain = train_and_score(True, x, y, x_test, y_test)
+    # Chance is 0.25 and the best possible about 0.75; measured: fast 0.72, plain 0.71.
+    assert fast > 0.6 and plain > 0.6, (fast, plain)
+    # 600 test images: one binomial standard error near 0.72 is 0.018; allow about three.
+    assert abs(fast - plain) < 0.06, (fast, plain)
+
+
+def test_pipeline_crop_is_a_shifted_window_of_the_reflect_padded_image() -> None:
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)), tf.uint8)
+    cropped = random_crop(images, 4).numpy()
+    padded = np.pad(images.numpy(), [(0, 0), (4, 4), (4, 4), (0, 0)], mode="reflect")
+    for image, window_source in zip(cropped, padded, strict=True):
+        shifts = [
+            (top, left)
+            for top in range(9)
+            for left in range(9)
+            if np.array_equal(window_source[top : top + 32, left : left + 32], image)
+        ]
+        assert shifts, "each crop is some 32x32 window of the padded image"
+
+
+def test_pipeline_flip_and_cutout() -> None:
+    images = tf.constant(np.random.default_rng(1).integers(0, 250, (64, 32, 32, 3)), tf.uint8)
+    flipped = random_flip(images).numpy()
+    same = [np.array_equal(a, b) for a, b in zip(flipped, images.numpy(), strict=True)]
+    mirrored = [np.array_equal(a, b[:, ::-1]) for a, b in zip(flipped, images.numpy(), strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True)) and 10 < sum(mirrored) < 54
+
+    cut = random_cutout(images, probability=1.0, fill=(255, 255, 255)).numpy()
+    filled = (cut == 255).all(axis=-1).mean(axis=(1, 2))  # images hold no 255 of their own
+    assert (filled > 0).all() and (filled <= 0.16).all()
+    assert augment_batch(images, Augmentation(flip=False, crop=0, cutout=0.0)) is images
+
+
+def test_exported_layers_are_stock_keras_with_the_same_outputs() -> None:
+    spec = DataSpec(num_classes=4, train_size=64, batch_size=32)
+    space = get_space("resnet")(spec, fit_verbose=0)
+    model = space.build(kt.HyperParameters())
+    assert any(isinstance(layer, FusedBatchNormalization) for layer in model.layers)
+    stock = to_stock_keras(model)
+    assert not any(isinstance(layer, FusedBatchNormalization) for layer in stock.layers)
+    x, _ = overlapping_colours(8, seed=2)
+    np.testing.assert_allclose(stock.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
