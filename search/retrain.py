@@ -55,6 +55,7 @@ MAX_RETRAIN_EPOCHS = 200
 
 # What the report does after training: test predictions, the export's reload check, figures.
 AFTER_TRAINING_SECONDS = 20.0
+RETRAIN_BUDGET_MARGIN = 0.9
 
 
 def retrain_epochs(
@@ -70,11 +71,18 @@ def retrain_epochs(
     sized to them either way, so a longer budget anneals over a longer run instead of idling."""
     if budget_s is None or not record.get("epochs_trained"):
         return best.epochs
-    # The trial's seconds include its build, compile and validation, so this errs on the safe side.
-    seconds_per_image = record["seconds"] / record["epochs_trained"] / max(1, train_images)
+    epochs_seen = record["epochs_trained"] * max(1, train_images)
+    if record.get("train_seconds"):
+        # The trial's steady training pace, and its one-off build, compile and tracing.
+        seconds_per_image = record["train_seconds"] / epochs_seen
+        fixed = record.get("setup_seconds", 0.0) + record.get("trace_seconds", 0.0)
+    else:  # a record from before per-step timing: its wall time errs on the safe side
+        seconds_per_image, fixed = record["seconds"] / epochs_seen, 0.0
     # Two passes over the test images (evaluation, reload check), each about a third of a train step.
-    after = AFTER_TRAINING_SECONDS + 2 * test_images * seconds_per_image / 3
-    return max(1, min(MAX_RETRAIN_EPOCHS, int((budget_s - after) / (seconds_per_image * images))))
+    after = AFTER_TRAINING_SECONDS + fixed + 2 * test_images * seconds_per_image / 3
+    # A margin for a shared machine whose speed drifts by tens of percent.
+    usable = RETRAIN_BUDGET_MARGIN * budget_s - after
+    return max(1, min(MAX_RETRAIN_EPOCHS, int(usable / (seconds_per_image * images))))
 
 
 def retrain_best(

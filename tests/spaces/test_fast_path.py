@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from search import SearchConfig
+from search.hardware import choose_acceleration
 from search.pipeline import make_dataset
 from spaces import get_space
 from spaces.augment import Augmentation, augment_batch, random_crop, random_cutout, random_flip
@@ -35,12 +37,19 @@ def overlapping_colours(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def train_and_score(plain_keras: bool, x, y, x_test, y_test, epochs: int = 4) -> float:
     keras.utils.set_random_seed(0)
+    # The fast path trains in the precision HyperCNN picks for this machine (bf16 on a CPU with
+    # native bf16, float16 on a GPU); plain Keras trains in float32.
+    precision = "float32" if plain_keras else choose_acceleration(SearchConfig()).precision
+    keras.mixed_precision.set_global_policy(precision)
     spec = DataSpec(num_classes=4, train_size=len(x), batch_size=64)
     space = get_space("fast")(spec, fit_verbose=0, plain_keras=plain_keras)
     hp = kt.HyperParameters()
     hp.Fixed("width", 16)  # small and quick; every other knob at the space's default
     hp.values["tuner/epochs"] = epochs
-    model = space.build(hp)
+    try:
+        model = space.build(hp)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     if plain_keras:
         onehot = keras.utils.to_categorical(y, 4)
         model.fit(x.astype("float32"), onehot, batch_size=64, epochs=epochs, shuffle=True, verbose=0)
