@@ -34,6 +34,8 @@ HYPERCNN_SEARCH_SHARE = 0.4
 
 
 def protocol_splits(data: str, cache_dir: str):
+    import numpy as np
+
     from search.data.sources import load_raw
     from search.data.split import split_data
 
@@ -47,7 +49,7 @@ def protocol_splits(data: str, cache_dir: str):
         train_size=PER_CLASS["train"] * classes,
     )
     for name, labels in (("train", splits.y_train), ("validation", splits.y_val), ("test", splits.y_test)):
-        counts = set(__import__("numpy").bincount(labels).tolist())
+        counts = set(np.bincount(labels).tolist())
         assert counts == {PER_CLASS[name]}, f"{name} split is not balanced: {counts}"
     return splits
 

@@ -19,7 +19,6 @@ time that is not training steps or validation (build, compile, tracing, checkpoi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -39,9 +38,11 @@ import tensorflow as tf  # noqa: E402
 from search import SearchConfig, run_search  # noqa: E402
 from search.hardware import apply_acceleration, choose_acceleration, cpu_count, cpu_model, detect_gpus  # noqa: E402
 from search.pipeline import make_dataset  # noqa: E402
+from search.runfolder import RunFolder  # noqa: E402
 from spaces import get_space, list_spaces  # noqa: E402
 from spaces.base import DataSpec  # noqa: E402
 
+SEARCH_TEST_IMAGES = 1000  # the search never looks at them; the split only needs them set aside
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"
 
 
@@ -68,7 +69,7 @@ def measure_conv_peak(dtype: str = "float32", seconds_per_shape: float = 4.0) ->
 def forward_flops(model: keras.Model) -> float:
     """Multiply-adds x2 of the conv and dense layers (the rest is a few % at most)."""
     total = 0.0
-    for layer in model._flatten_layers(include_self=False):
+    for layer in model.layers:  # the spaces build flat functional models
         if isinstance(layer, keras.layers.Conv2D):
             _, height, width, out_channels = layer.output.shape
             kh, kw, in_per_group, _ = layer.kernel.shape
@@ -159,7 +160,7 @@ def bench_search_overhead(data: str, work: Path, budget_s: float, train_size: in
         cache_dir=str(work / "cache") if data.endswith(".npz") else "~/.cache/hypercnn",
         train_size=train_size,
         val_size=train_size // 5,
-        test_size=1000,
+        test_size=SEARCH_TEST_IMAGES,
         max_epochs=9,
         factor=3,
         time_budget_s=budget_s,
@@ -167,11 +168,9 @@ def bench_search_overhead(data: str, work: Path, budget_s: float, train_size: in
         progress="off",
     )
     result = run_search(config)
-    records = [
-        (Path(config.out) / "tuner" / f"trial_{trial_id}" / "hypercnn.json")
-        for trial_id in pd.read_csv(Path(config.out) / "trials.csv", dtype={"trial_id": str})["trial_id"]
-    ]
-    trials = [json.loads(path.read_text()) for path in records if path.is_file()]
+    run = RunFolder(config.out)
+    trial_ids = pd.read_csv(run.trials_csv, dtype={"trial_id": str})["trial_id"]
+    trials = [run.read_trial_record(trial_id) for trial_id in trial_ids]
     useful = sum(t.get("train_seconds", 0) + t.get("validation_seconds", 0) for t in trials)
     setup = sum(t.get("setup_seconds", 0) for t in trials)
     trace = sum(t.get("trace_seconds", 0) for t in trials)
@@ -244,7 +243,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             data = args.data
             if not Path(data).exists():
-                data = synthetic_npz(Path(tmp) / "data.npz", args.search_train * 2)
+                data = synthetic_npz(Path(tmp) / "data.npz", args.search_train * 6 // 5 + SEARCH_TEST_IMAGES)
             print(
                 f"=== search overhead: fast space, Hyperband 9/3, {args.search_budget:.0f} s on {data}",
                 flush=True,

@@ -14,8 +14,11 @@ import keras
 
 
 class StepClock(keras.callbacks.Callback):
+    """Made when the trial starts: its wall time counts from construction to ``summary()``."""
+
     def __init__(self) -> None:
         super().__init__()
+        self.started = time.perf_counter()
         self.train_steps: list[float] = []
         self.test_steps: list[list[float]] = []
         self.train_begin: float | None = None
@@ -51,6 +54,11 @@ class StepClock(keras.callbacks.Callback):
         return sum(steps) - excess, excess
 
     def summary(self) -> dict[str, float]:
+        """The trial's seconds so far, split into steady training, validation, setup (build,
+        compile and, for a promotion, restoring the parent, before the first step), tracing,
+        and overhead (everything but training steps and validation)."""
+        seconds = time.perf_counter() - self.started
+        setup = (self.train_begin or time.perf_counter()) - self.started
         train, train_trace = self._steady_total(self.train_steps)
         # Keras traces its test function once per fit: the first validation pass carries it.
         validation = validation_trace = 0.0
@@ -59,8 +67,11 @@ class StepClock(keras.callbacks.Callback):
             validation += steady + (excess if index else 0.0)
             validation_trace += 0.0 if index else excess
         return {
+            "seconds": round(seconds, 2),
             "train_seconds": round(train, 3),
             "validation_seconds": round(validation, 3),
             "trace_seconds": round(train_trace + validation_trace, 3),
             "train_steps": len(self.train_steps),
+            "setup_seconds": round(setup, 3),
+            "overhead_seconds": round(seconds - train - validation, 3),
         }

@@ -163,17 +163,16 @@ class HyperCNNTuner(kt.Hyperband):
         self.oracle.deadline = deadline
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
-        started, started_clock = time.time(), time.perf_counter()
+        clock = StepClock()
         # Each trial gets its own reproducible seed, the same on resume.
         keras.utils.set_random_seed(self.config.seed * 100_003 + int(trial.trial_id))
         deadline = StopAtDeadline(self.deadline)
         recorder = EpochRecorder(self.last_checkpoint(trial.trial_id))
-        clock = StepClock()
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), deadline, recorder, clock]
         try:
             results = super().run_trial(trial, *args, **kwargs)
         finally:
-            self._record(trial, started, recorder, deadline, clock, started_clock)
+            self._record(trial, recorder, deadline, clock)
         if recorder.diverged_at is not None:
             values = trial.hyperparameters.values
             learning_rate = next((v for k, v in values.items() if k.endswith("learning_rate")), None)
@@ -183,15 +182,7 @@ class HyperCNNTuner(kt.Hyperband):
             )
         return results
 
-    def _record(
-        self,
-        trial,
-        started: float,
-        recorder: EpochRecorder,
-        deadline: StopAtDeadline,
-        clock: StepClock,
-        started_clock: float,
-    ) -> None:
+    def _record(self, trial, recorder: EpochRecorder, deadline: StopAtDeadline, clock: StepClock) -> None:
         history = recorder.history
         scores = history.get(OBJECTIVE, [])
         best = max(range(len(scores)), key=scores.__getitem__) if scores else None
@@ -200,19 +191,10 @@ class HyperCNNTuner(kt.Hyperband):
             note = "DIVERGED"
         elif deadline.stopped:
             note = "CUT_BY_BUDGET"
-        seconds = time.time() - started
-        timing = clock.summary()
-        # Build, compile and (for a promotion) restoring the parent, before the first step.
-        setup = (clock.train_begin or time.perf_counter()) - started_clock
         write_json(
             self.run.trial_record(trial.trial_id),
             {
-                "seconds": round(seconds, 2),
-                **timing,
-                "setup_seconds": round(setup, 3),
-                "overhead_seconds": round(
-                    seconds - timing["train_seconds"] - timing["validation_seconds"], 3
-                ),
+                **clock.summary(),
                 "epochs_trained": len(history["epoch"]),
                 "best_epoch": history["epoch"][best] if best is not None else None,
                 "status_note": note,
