@@ -118,7 +118,9 @@ def bench_space(name: str, x: np.ndarray, y: np.ndarray, batch_size: int, warmup
     # (b) HyperCNN's path, exactly as a search trial runs it.
     apply_acceleration(acceleration)
     keras.utils.set_random_seed(0)
-    hypermodel = space(spec, jit_compile=acceleration.jit_compile, fit_verbose=0)
+    hypermodel = space(
+        spec, jit_compile=acceleration.jit_compile, fit_verbose=0, precision=acceleration.precision
+    )
     hp = default_hp(epochs)
     model = hypermodel.build(hp)
     dataset = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)

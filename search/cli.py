@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--max-failed-trials", type=int, default=3, help="stop after this many failed trials in a row"
     )
+    search.add_argument(
+        "--no-flip-averaging",
+        dest="flip_averaging",
+        action="store_false",
+        help="ship the model without averaging each image's and its mirror's predictions",
+    )
 
     report = commands.add_parser(
         "report", help="retrain the best trial, test it, export it, write the report"
@@ -101,6 +107,7 @@ def config_from_args(args: argparse.Namespace):
         jit_compile=args.jit_compile,
         progress=args.progress,
         max_consecutive_failed_trials=args.max_failed_trials,
+        flip_averaging=args.flip_averaging,
     )
 
 

@@ -83,6 +83,9 @@ class SearchConfig:
     max_consecutive_failed_trials: int = 3
     # Keras progress output: "auto" = bar on a terminal, one line per epoch otherwise.
     progress: str = "auto"
+    # The shipped model averages its predictions for each image and its mirror (spaces.inference),
+    # when the winner trained with flips; costs twice the inference time.
+    flip_averaging: bool = True
 
     def __post_init__(self) -> None:
         from spaces import list_spaces  # late: spaces import keras, config should not need to
@@ -158,7 +161,7 @@ class SearchConfig:
 
     def same_search_as(self, other: SearchConfig) -> list[str]:
         """Fields that make a resumed run a different search (budget and display may change)."""
-        may_change = {"time_budget_s", "overwrite", "progress", "cache_dir", "out"}
+        may_change = {"time_budget_s", "overwrite", "progress", "cache_dir", "out", "flip_averaging"}
         return [
             field.name
             for field in dataclasses.fields(self)

@@ -11,7 +11,6 @@ import numpy as np
 from search.checksums import file_digest
 from search.errors import HyperCNNError
 from search.runfolder import RunFolder, package_versions, write_json
-from spaces.layers import to_stock_keras
 
 
 def export_model(
@@ -21,10 +20,11 @@ def export_model(
     expected_probabilities: np.ndarray,
     metadata: dict[str, Any],
 ) -> dict[str, Any]:
-    """Save, reload, and refuse to ship a file that does not predict what the trained model did."""
+    """Save, reload, and refuse to ship a file that does not predict what the trained model did.
+
+    `model` is spaces.inference.inference_model's: stock Keras layers, so the file loads with plain
+    keras.models.load_model, no HyperCNN needed."""
     run.model_dir.mkdir(parents=True, exist_ok=True)
-    # Stock Keras layers in the file: it loads with plain keras.models.load_model, no HyperCNN needed.
-    model = to_stock_keras(model)
     partial = run.model_file.with_name("best.partial.keras")
     model.save(partial)
     reloaded = keras.models.load_model(partial)

@@ -58,6 +58,7 @@ def build_hypermodel(config: SearchConfig, spec: DataSpec) -> SpaceHyperModel:
         spec,
         jit_compile=acceleration.jit_compile,
         fit_verbose=fit_verbosity(config.progress),
+        precision=acceleration.precision,
     )
 
 

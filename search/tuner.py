@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import time
+from collections import OrderedDict
 from typing import Any
 
 import keras
@@ -19,6 +20,7 @@ from search.config import SearchConfig
 from search.runfolder import TUNER_PROJECT, RunFolder, error_line, trials_table, write_csv, write_json
 from search.timing import StepClock
 from spaces.base import SpaceHyperModel
+from spaces.recipe import stretch_schedule
 
 OBJECTIVE = "val_accuracy"
 LAST_CHECKPOINT = "checkpoint.last.weights.h5"
@@ -77,9 +79,11 @@ class EpochRecorder(keras.callbacks.Callback):
         self.history: dict[str, list[float]] = {"epoch": []}
         self.diverged_at: int | None = None
         self.steps: list[int] = []
+        self.precision: str | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.steps = [int(self.model.optimizer.iterations)]
+        self.precision = self.model.dtype_policy.name
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.steps.append(int(self.model.optimizer.iterations))
@@ -100,6 +104,12 @@ class EpochRecorder(keras.callbacks.Callback):
 class HyperCNNTuner(kt.Hyperband):
     """keras_tuner.Hyperband over a SpaceHyperModel, writing trials.csv as trials finish."""
 
+    # Finished trials' models kept in memory (most recent first out), so that a promotion goes on
+    # training the same compiled model: no rebuild, no retracing of its training step. Promotions
+    # whose parent was dropped, or ran before a resume, load the parent's checkpoint instead.
+    max_live_models = 32
+    max_live_parameters = 50_000_000
+
     def __init__(
         self, config: SearchConfig, hypermodel: SpaceHyperModel, overwrite: bool | None = None
     ) -> None:
@@ -107,6 +117,8 @@ class HyperCNNTuner(kt.Hyperband):
         self.run = RunFolder(config.out)
         self.deadline: float | None = None
         self.search_started = time.time()
+        self.live_models: OrderedDict[str, keras.Model] = OrderedDict()
+        self._continued_from: str | None = None
         oracle = BudgetedHyperbandOracle(
             objective=kt.Objective(OBJECTIVE, direction="max"),
             max_epochs=config.max_epochs,
@@ -140,10 +152,16 @@ class HyperCNNTuner(kt.Hyperband):
         which restarts momentum and the learning-rate schedule. Restoring the optimizer's step
         puts the promoted trial at its place in its (longer) schedule instead.
         """
-        model = kt.Tuner._build_hypermodel(self, hp)  # not Hyperband's: it would reload best weights
         parent = hp.values.get("tuner/trial_id")
+        if parent in self.live_models:
+            model = self.live_models.pop(parent)
+            stretch_schedule(model, hp.values["tuner/epochs"], self.hypermodel.data.steps_per_epoch)
+            self._continued_from = "memory"
+            return model
+        model = kt.Tuner._build_hypermodel(self, hp)  # not Hyperband's: it would reload best weights
         if parent is None:
             return model
+        self._continued_from = "checkpoint"
         checkpoint = self.last_checkpoint(parent)
         if not os.path.exists(checkpoint):  # parent from an older run: fall back to KerasTuner's
             checkpoint = self._get_checkpoint_fname(parent)
@@ -151,6 +169,14 @@ class HyperCNNTuner(kt.Hyperband):
         model.optimizer.build(model.trainable_variables)
         model.load_weights(checkpoint)
         return model
+
+    def _keep_live(self, trial_id: str, model: keras.Model) -> None:
+        self.live_models[trial_id] = model
+        while self.live_models and (
+            len(self.live_models) > self.max_live_models
+            or sum(m.count_params() for m in self.live_models.values()) > self.max_live_parameters
+        ):
+            self.live_models.popitem(last=False)
 
     def best_trial(self) -> kt.engine.trial.Trial | None:
         """The completed trial with the best score; ties go to the earliest trial, as in the
@@ -169,10 +195,13 @@ class HyperCNNTuner(kt.Hyperband):
         deadline = StopAtDeadline(self.deadline)
         recorder = EpochRecorder(self.last_checkpoint(trial.trial_id))
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), deadline, recorder, clock]
+        self._continued_from = None
         try:
             results = super().run_trial(trial, *args, **kwargs)
         finally:
             self._record(trial, recorder, deadline, clock)
+        if recorder.diverged_at is None and not deadline.stopped and recorder.model is not None:
+            self._keep_live(trial.trial_id, recorder.model)
         if recorder.diverged_at is not None:
             values = trial.hyperparameters.values
             learning_rate = next((v for k, v in values.items() if k.endswith("learning_rate")), None)
@@ -200,6 +229,10 @@ class HyperCNNTuner(kt.Hyperband):
                 "status_note": note,
                 # Optimizer steps at the start and end: a promoted trial starts where its parent ended.
                 "optimizer_steps": recorder.steps,
+                "precision": recorder.precision,
+                # A promotion: "memory" (the parent's compiled model went on training) or
+                # "checkpoint" (rebuilt, then the parent's last weights and optimizer state loaded).
+                "continued_from": self._continued_from,
                 "history": history,
             },
         )

@@ -55,10 +55,13 @@ class SpaceHyperModel(kt.HyperModel):
         jit_compile: bool = False,
         fit_verbose: int | str = "auto",
         plain_keras: bool = False,
+        precision: str | None = None,
     ) -> None:
         super().__init__(name=self.name, tunable=True)
         self.data = data
         self.jit_compile = jit_compile
+        # A Keras dtype policy ("mixed_bfloat16", ...) every build() applies; None: the global one.
+        self.precision = precision
         self.fit_verbose = fit_verbose
         # False (HyperCNN's path): uint8 input, fit() augments uint8 batches in the tf.data
         # pipeline, fused batch-norm kernels. True: the same network as a plain Keras script builds
@@ -75,6 +78,10 @@ class SpaceHyperModel(kt.HyperModel):
         return lambda name: spaces_layers.batch_norm(momentum, name, plain_keras=self.plain_keras)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
+        if self.precision:
+            # Set per build, not once: KerasTuner clears the Keras session before every trial's
+            # build, and that resets the global dtype policy to float32.
+            keras.mixed_precision.set_global_policy(self.precision)
         augmentation = recipe.augmentation(hp, self.data.mean)
         input_dtype = "float32" if self.plain_keras else "uint8"
         images = keras.Input(shape=self.data.input_shape, dtype=input_dtype, name="image")

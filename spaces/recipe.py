@@ -22,7 +22,7 @@ import math
 import keras
 import keras_tuner as kt
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 from spaces.augment import CUTOUT_AREA, Augmentation
 
@@ -77,23 +77,58 @@ def keras_augmentation(augmentation: Augmentation, x: keras.KerasTensor) -> kera
     return x
 
 
-def learning_rate_schedule(
-    peak: float, warmup_fraction: float, epochs: int, steps_per_epoch: int
-) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warm-up to `peak`, then cosine decay to zero, over the epochs this trial trains.
+@keras.saving.register_keras_serializable(package="hypercnn")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak`, then cosine decay to zero at `total_steps`.
 
     The step is the optimizer's own counter: a promoted Hyperband trial whose optimizer state is
-    restored continues from its place in the schedule instead of starting over.
+    restored continues from its place in the schedule instead of starting over. The length is a
+    variable, not a constant baked into the traced training step: a promoted trial that goes on
+    training its parent's model in memory stretches the schedule without retracing
+    (``set_total_steps``).
     """
-    total = max(1, epochs * steps_per_epoch)
-    warmup = min(total - 1, int(round(warmup_fraction * total)))
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else peak,
-        decay_steps=total - warmup,
-        alpha=0.0,
-        warmup_target=peak if warmup else None,
-        warmup_steps=warmup,
-    )
+
+    def __init__(self, peak: float, warmup_fraction: float, total_steps: int) -> None:
+        self.peak = float(peak)
+        self.warmup_fraction = float(warmup_fraction)
+        self.total_steps = keras.Variable(
+            float(max(1, total_steps)), dtype="float32", trainable=False, name="schedule_total_steps"
+        )
+
+    def set_total_steps(self, total_steps: int) -> None:
+        self.total_steps.assign(float(max(1, total_steps)))
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        total = ops.convert_to_tensor(self.total_steps)
+        warmup = ops.minimum(total - 1.0, ops.round(self.warmup_fraction * total))
+        warming = self.peak * step / ops.maximum(warmup, 1.0)
+        progress = ops.clip((step - warmup) / ops.maximum(total - warmup, 1.0), 0.0, 1.0)
+        decaying = 0.5 * self.peak * (1.0 + ops.cos(math.pi * progress))
+        return ops.where(step < warmup, warming, decaying)
+
+    def get_config(self) -> dict:
+        return {
+            "peak": self.peak,
+            "warmup_fraction": self.warmup_fraction,
+            "total_steps": int(self.total_steps.numpy()),
+        }
+
+
+def learning_rate_schedule(
+    peak: float, warmup_fraction: float, epochs: int, steps_per_epoch: int
+) -> WarmupCosine:
+    """Warm-up then cosine to zero over exactly the epochs this trial trains."""
+    return WarmupCosine(peak, warmup_fraction, epochs * steps_per_epoch)
+
+
+def stretch_schedule(model: keras.Model, epochs: int, steps_per_epoch: int) -> None:
+    """Make a compiled model's schedule end after `epochs` epochs (a promoted trial's new total)."""
+    # Keras keeps the schedule object in the optimizer's _learning_rate; .learning_rate is its value.
+    schedule = model.optimizer._learning_rate
+    if not isinstance(schedule, WarmupCosine):
+        raise TypeError(f"expected a WarmupCosine schedule, got {type(schedule).__name__}")
+    schedule.set_total_steps(epochs * steps_per_epoch)
 
 
 def l2_regularizer(hp: kt.HyperParameters) -> keras.regularizers.Regularizer:

@@ -20,6 +20,7 @@ from search.retrain import Retrained, best_trial, retrain_best
 from search.run import build_tuner
 from search.runfolder import RunFolder, trials_table, write_csv, write_json
 from search.tuner import OBJECTIVE
+from spaces.inference import inference_model
 
 LEADERBOARD_ROWS = 15
 
@@ -73,6 +74,11 @@ def make_report(
         left = None if time_budget_s is None else time_budget_s - (time.time() - started)
         retrained = retrain_best(config, tuner, splits, best, left)
         write_json(run.model_dir / "history.json", retrained.history)
+    flip_averaged = False
+    if fresh:
+        # Mirror averaging only where the winner learned that mirrors are the same class.
+        flip_averaged = config.flip_averaging and bool(best.values.get("augment_flip", False))
+        retrained.model = inference_model(retrained.model, flip_averaged)
     probabilities = retrained.model.predict(splits.x_test, batch_size=256, verbose=0)
     metrics = compute.test_metrics(splits.y_test, probabilities, splits.class_names)
     metrics.update(
@@ -100,6 +106,7 @@ def make_report(
                 "test_images": metrics["test_images"],
                 "test_origin": splits.test_origin,
                 "hyperparameters": best.values,
+                "flip_averaged": flip_averaged,
                 "data_sha256": loaded.sha256,
             },
         )

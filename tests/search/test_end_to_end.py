@@ -78,6 +78,11 @@ def test_search_writes_the_run_folder_contract(finished_run: Path) -> None:
     assert record["train_steps"] == record["epochs_trained"] * 2  # 160 images in batches of 128
     total = record["train_seconds"] + record["validation_seconds"] + record["overhead_seconds"]
     assert total == pytest.approx(record["seconds"], abs=0.05)
+    # Every trial trains in the precision the run chose (KerasTuner's per-trial clear_session
+    # resets Keras's global dtype policy; the space re-applies it).
+    for trial_id in trials["trial_id"]:
+        trial_file = finished_run / "tuner" / f"trial_{trial_id}" / "hypercnn.json"
+        assert json.loads(trial_file.read_text())["precision"] == env["hardware"]["precision"]
     # The first trial is the space's defaults, the known-good configuration.
     assert trials.loc[0, "conv_blocks"] == 3 and trials.loc[0, "sgd_nesterov_learning_rate"] == pytest.approx(
         0.1
@@ -107,6 +112,11 @@ def test_reloaded_model_predicts_exactly_what_the_trained_one_did(finished_run: 
     metrics = json.loads((finished_run / "report" / "metrics.json").read_text())
     assert accuracy == metrics["test_accuracy"]
     assert classifier.classes == described["classes"] == ["airplane", "automobile", "bird", "cat"]
+    # Flip averaging is on by default, for winners that trained with flips.
+    assert described["flip_averaged"] is described["hyperparameters"]["augment_flip"]
+    if described["flip_averaged"]:
+        mirrored = classifier.predict_proba(splits.x_test[:, :, ::-1])
+        np.testing.assert_allclose(mirrored, classifier.predict_proba(splits.x_test), atol=1e-5)
 
 
 def test_predict_classifies_png_files_and_folders(finished_run: Path, tmp_path: Path) -> None:

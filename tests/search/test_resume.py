@@ -15,6 +15,7 @@ import pytest
 
 from search import SearchConfig, run_search
 from search.errors import HyperCNNError
+from search.tuner import HyperCNNTuner
 from spaces import register_space
 from spaces.cnn import ClassicCNN
 
@@ -167,7 +168,12 @@ def test_diverging_trials_are_recorded_and_stop_the_search_with_one_line(
     assert diverged["error"].str.startswith("diverged: loss became NaN/inf").all()
 
 
-def test_a_promoted_trial_continues_its_parents_optimizer_steps(tmp_path: Path, tiny_npz: Path) -> None:
+@pytest.mark.parametrize("continued_from", ["memory", "checkpoint"])
+def test_a_promoted_trial_continues_its_parents_optimizer_steps(
+    tmp_path: Path, tiny_npz: Path, monkeypatch, continued_from: str
+) -> None:
+    if continued_from == "checkpoint":  # as after a resume: no parent model left in memory
+        monkeypatch.setattr(HyperCNNTuner, "max_live_models", 0)
     run_search(config(tmp_path, tiny_npz, space="fast", max_epochs=2, factor=2))
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str, "parent_trial": str})
     promoted = trials[trials["parent_trial"].notna()]
@@ -178,6 +184,7 @@ def test_a_promoted_trial_continues_its_parents_optimizer_steps(tmp_path: Path, 
         )
         parent_id = str(row.parent_trial).zfill(len(row.trial_id))
         parent = json.loads((tmp_path / "run" / "tuner" / f"trial_{parent_id}" / "hypercnn.json").read_text())
+        assert child["continued_from"] == continued_from and parent["continued_from"] is None
         # 160 training images in batches of 128: 2 steps per epoch.
         assert parent["optimizer_steps"] == [0, 2]
         assert child["optimizer_steps"] == [2, 4]  # picked up at step 2, not from zero

@@ -44,3 +44,16 @@ def test_each_optimizer_has_its_own_learning_rate_range() -> None:
     optimizer = recipe.make_optimizer(hp, epochs=2, steps_per_epoch=10)
     assert type(optimizer).__name__ == "AdamW"
     assert "adamw_learning_rate" in hp.values and "sgd_nesterov_learning_rate" not in hp.values
+
+
+def test_stretching_the_schedule_changes_the_rate_without_retracing() -> None:
+    import tensorflow as tf
+
+    schedule = recipe.learning_rate_schedule(0.1, 0.1, 3, 50)  # 150 steps
+    rate_at = tf.function(lambda step: schedule(step))
+    assert float(rate_at(tf.constant(150))) == pytest.approx(0.0, abs=1e-6)
+    schedule.set_total_steps(9 * 50)  # promoted to a 9-epoch trial
+    stretched = recipe.learning_rate_schedule(0.1, 0.1, 9, 50)
+    assert float(rate_at(tf.constant(150))) == pytest.approx(float(stretched(150)), rel=1e-5)
+    assert float(rate_at(tf.constant(150))) > 0.07
+    assert rate_at.experimental_get_tracing_count() == 1
