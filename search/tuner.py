@@ -145,6 +145,15 @@ class HyperCNNTuner(kt.Hyperband):
     def last_checkpoint(self, trial_id: str) -> str:
         return str(self.run.tuner_dir / f"trial_{trial_id}" / LAST_CHECKPOINT)
 
+    def _try_build(self, hp: kt.HyperParameters) -> keras.Model:
+        # KerasTuner clears the Keras session and collects garbage (twice: clear_session collects
+        # too) before every build. A promotion that continues its parent's model in memory needs
+        # neither, and clearing would drop the kernels its compiled step already holds.
+        if hp.values.get("tuner/trial_id") in self.live_models:
+            return self._build_hypermodel(hp)
+        keras.backend.clear_session(free_memory=False)
+        return super()._try_build(hp)
+
     def _build_hypermodel(self, hp: kt.HyperParameters) -> keras.Model:
         """A promoted trial continues its parent: weights, optimizer moments and step count.
 

@@ -18,7 +18,7 @@ from keras import layers
 
 from spaces import layers as spaces_layers
 from spaces import recipe
-from spaces.augment import augment_dataset
+from spaces.augment import Augmentation, augment_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +72,10 @@ class SpaceHyperModel(kt.HyperModel):
     def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
         raise NotImplementedError
 
+    def augmentation(self, hp: kt.HyperParameters) -> Augmentation:
+        """The recipe's augmentation; override for data whose mirror image is another class."""
+        return recipe.augmentation(hp, self.data.mean)
+
     def batch_norm(self, hp: kt.HyperParameters) -> Callable[[str], layers.Layer]:
         """A factory of the space's batch-norm layers: momentum from the recipe, kernel from the path."""
         momentum = recipe.bn_momentum(hp)
@@ -82,7 +86,7 @@ class SpaceHyperModel(kt.HyperModel):
             # Set per build, not once: KerasTuner clears the Keras session before every trial's
             # build, and that resets the global dtype policy to float32.
             keras.mixed_precision.set_global_policy(self.precision)
-        augmentation = recipe.augmentation(hp, self.data.mean)
+        augmentation = self.augmentation(hp)
         input_dtype = "float32" if self.plain_keras else "uint8"
         images = keras.Input(shape=self.data.input_shape, dtype=input_dtype, name="image")
         x = recipe.standardize(images, self.data.mean, self.data.std)
@@ -108,8 +112,8 @@ class SpaceHyperModel(kt.HyperModel):
         if isinstance(x, tf.data.Dataset):
             kwargs["shuffle"] = False  # the tf.data pipeline already reshuffles every epoch
             if not self.plain_keras:
-                x = augment_dataset(x, recipe.augmentation(hp, self.data.mean))
-        elif not self.plain_keras and recipe.augmentation(hp, self.data.mean).active:
+                x = augment_dataset(x, self.augmentation(hp))
+        elif not self.plain_keras and self.augmentation(hp).active:
             raise TypeError(
                 "fit() augments batched uint8 tf.data datasets (search.pipeline.make_dataset); "
                 "pass one, or build the space with plain_keras=True to fit on arrays"

@@ -57,3 +57,13 @@ def test_stretching_the_schedule_changes_the_rate_without_retracing() -> None:
     assert float(rate_at(tf.constant(150))) == pytest.approx(float(stretched(150)), rel=1e-5)
     assert float(rate_at(tf.constant(150))) > 0.07
     assert rate_at.experimental_get_tracing_count() == 1
+
+
+def test_the_search_cannot_switch_flip_and_crop_off() -> None:
+    # Hyperband's 1-epoch trials favour no augmentation; the long retrain then overfits.
+    hp = kt.HyperParameters()
+    augmentation = recipe.augmentation(hp, mean=(125.0, 123.0, 114.0))
+    assert augmentation.flip and augmentation.crop == 4
+    space = {param.name: param for param in hp.space}
+    assert isinstance(space["augment_flip"], kt.engine.hyperparameters.Fixed)
+    assert 0 not in space["augment_crop"].values
