@@ -6,6 +6,7 @@ interruptible search needs around it.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -146,13 +147,31 @@ class HyperCNNTuner(kt.Hyperband):
         return str(self.run.tuner_dir / f"trial_{trial_id}" / LAST_CHECKPOINT)
 
     def _try_build(self, hp: kt.HyperParameters) -> keras.Model:
-        # KerasTuner clears the Keras session and collects garbage (twice: clear_session collects
-        # too) before every build. A promotion that continues its parent's model in memory needs
-        # neither, and clearing would drop the kernels its compiled step already holds.
-        if hp.values.get("tuner/trial_id") in self.live_models:
-            return self._build_hypermodel(hp)
-        keras.backend.clear_session(free_memory=False)
-        return super()._try_build(hp)
+        """KerasTuner's build step with one garbage collection instead of two (its clear_session
+        collects, then it collects again), and none for a promotion that continues its parent's
+        model in memory: clearing the session would drop kernels its compiled step still holds."""
+        if hp.values.get("tuner/trial_id") not in self.live_models:
+            keras.backend.clear_session(free_memory=True)
+        model = self._build_hypermodel(hp)
+        if not isinstance(model, keras.Model):
+            raise kt.errors.FatalTypeError(f"HyperModel.build() returned {type(model).__name__}, not a Model")
+        if self.max_model_size and model.count_params() > self.max_model_size:
+            raise kt.errors.FailedTrialError(
+                f"oversized model: {model.count_params()} parameters (limit {self.max_model_size})"
+            )
+        return model
+
+    def on_search_begin(self) -> None:
+        super().on_search_begin()
+        # TensorFlow and Keras create ~450,000 objects that live as long as the process; every full
+        # garbage collection (one per trial) scans them all. Frozen, a collection measured 0.02-0.1 s
+        # instead of 0.2-0.3 s.
+        gc.collect()
+        gc.freeze()
+
+    def on_search_end(self) -> None:
+        gc.unfreeze()
+        super().on_search_end()
 
     def _build_hypermodel(self, hp: kt.HyperParameters) -> keras.Model:
         """A promoted trial continues its parent: weights, optimizer moments and step count.
