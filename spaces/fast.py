@@ -24,7 +24,9 @@ class FastNet(SpaceHyperModel):
     def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
         width = hp.Choice("width", [16, 24, 32, 48, 64], default=32)
         convs = hp.Int("convs_per_block", 1, 2, default=2)
-        activation = hp.Choice("activation", ["gelu", "relu"], default="gelu")
+        # ReLU by default: GELU's erf in bfloat16 ran at half the images/s of ReLU on the 2-core CPU
+        # (fast defaults, mixed bfloat16: 972 vs 1,936-2,728 img/s); GELU stays a choice.
+        activation = hp.Choice("activation", ["relu", "gelu"], default="relu")
         dropout = hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.0)
         norm = self.batch_norm(hp)
 
