@@ -65,6 +65,12 @@ def trial_curves(run: RunFolder, trials: pd.DataFrame, trial_id: str) -> dict[st
     return curves
 
 
+def _safe_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """No zeros (log loss is infinite there), rows still summing to one (sklearn warns otherwise)."""
+    clipped = np.clip(probabilities.astype(np.float64), 1e-7, 1.0)
+    return clipped / clipped.sum(axis=1, keepdims=True)
+
+
 def test_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> dict[str, Any]:
     predicted = probabilities.argmax(axis=1)
     labels = list(range(len(class_names)))
@@ -73,7 +79,7 @@ def test_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_names: lis
     )
     return {
         "test_accuracy": float(accuracy_score(y_true, predicted)),
-        "test_loss": float(log_loss(y_true, np.clip(probabilities, 1e-7, 1.0), labels=labels)),
+        "test_loss": float(log_loss(y_true, _safe_probabilities(probabilities), labels=labels)),
         "test_images": int(len(y_true)),
         "per_class": {
             name: {
