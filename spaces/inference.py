@@ -40,10 +40,6 @@ def mirror_averaged(model: keras.Model) -> keras.Model:
 
 
 def inference_model(model: keras.Model, flip_averaging: bool) -> keras.Model:
-    """What gets tested and exported: the trained model with stock layers, mirror-averaged or not,
-    and no optimizer (its schedule is HyperCNN's own class; a shipped model only predicts)."""
+    """What gets tested and exported: the trained model with stock layers, mirror-averaged or not."""
     stock = to_stock_keras(model)
-    if flip_averaging:
-        return mirror_averaged(stock)
-    # A new, uncompiled Model over the same layers: clone_model had copied the compile state.
-    return keras.Model(stock.inputs, stock.outputs, name=stock.name)
+    return mirror_averaged(stock) if flip_averaging else stock

@@ -49,7 +49,8 @@ def batch_norm(momentum: float, name: str, plain_keras: bool = False) -> layers.
 
 
 def to_stock_keras(model: keras.Model) -> keras.Model:
-    """The same model with stock Keras layers and the same weights: loads without HyperCNN installed."""
+    """The same model with stock Keras layers, the same weights and no optimizer: loads without
+    HyperCNN installed."""
 
     def stock(layer: layers.Layer) -> layers.Layer:
         if isinstance(layer, FusedBatchNormalization):
@@ -58,4 +59,6 @@ def to_stock_keras(model: keras.Model) -> keras.Model:
 
     clone = keras.models.clone_model(model, clone_function=stock)
     clone.set_weights(model.get_weights())
-    return clone
+    # A new Model over the same layers, uncompiled: clone_model copies the compile state, and the
+    # optimizer's schedule is HyperCNN's own class, which plain Keras cannot load.
+    return keras.Model(clone.input, clone.output, name=model.name)

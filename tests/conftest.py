@@ -105,3 +105,20 @@ def cache_dir(tmp_path: Path) -> Path:
 def tiny_npz(tmp_path_factory) -> Path:
     """A few hundred learnable images, enough for a search of 1-2 epoch trials."""
     return write_npz(tmp_path_factory.mktemp("data") / "tiny.npz", per_class=60, num_classes=4)
+
+
+def tiny_search_config(tmp_path: Path, data: Path, **fields):
+    """A search config for tiny data (tiny_npz): 40 validation and 40 test images, short brackets."""
+    from search import SearchConfig
+
+    base = dict(
+        data=str(data),
+        out=str(tmp_path / "run"),
+        cache_dir=str(tmp_path / "cache"),
+        max_epochs=2,
+        factor=2,
+        val_size=40,
+        test_size=40,
+        progress="off",
+    )
+    return SearchConfig.create(**{**base, **fields})

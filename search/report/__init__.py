@@ -74,8 +74,6 @@ def make_report(
         left = None if time_budget_s is None else time_budget_s - (time.time() - started)
         retrained = retrain_best(config, tuner, splits, best, left)
         write_json(run.model_dir / "history.json", retrained.history)
-    flip_averaged = False
-    if fresh:
         # Mirror averaging only where the winner learned that mirrors are the same class.
         flip_averaged = config.flip_averaging and bool(best.values.get("augment_flip", False))
         retrained.model = inference_model(retrained.model, flip_averaged)

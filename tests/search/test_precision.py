@@ -7,20 +7,13 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from search import SearchConfig
 from search.data import load_data
 from search.run import build_tuner
+from tests.conftest import tiny_search_config
 
 
 def test_each_trial_build_keeps_the_chosen_precision(tmp_path: Path, tiny_npz: Path) -> None:
-    config = SearchConfig.create(
-        data=str(tiny_npz),
-        out=str(tmp_path / "run"),
-        cache_dir=str(tmp_path / "cache"),
-        val_size=40,
-        test_size=40,
-        precision="mixed_bfloat16",
-    )
+    config = tiny_search_config(tmp_path, tiny_npz, precision="mixed_bfloat16")
     tuner = build_tuner(config, load_data(config))
     try:
         for _ in range(2):
