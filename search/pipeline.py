@@ -5,6 +5,20 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from spaces.augment import PARALLEL_CALLS, PREFETCH_BATCHES
+
+# Fixed parallelism and prefetch depth (the augmentation stage's), with tf.data's autotuner off.
+# The autotuner's background thread made ~1 s stalls at the end of 2 fits in 5 (tearing down the
+# epoch's iterators), 1-3 s of a 5-10 s search trial; the whole pipeline costs a few ms per
+# batch, so a fixed setting loses nothing. Options flow downstream: fit()'s augmentation map
+# inherits them.
+
+
+def pipeline_options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
 
 def make_dataset(
     x: np.ndarray,
@@ -22,7 +36,6 @@ def make_dataset(
     dataset = dataset.batch(batch_size)
     # One-hot per batch, not per image: one op call instead of batch_size of them.
     dataset = dataset.map(
-        lambda images, labels: (images, tf.one_hot(labels, num_classes)),
-        num_parallel_calls=tf.data.AUTOTUNE,
+        lambda images, labels: (images, tf.one_hot(labels, num_classes)), num_parallel_calls=PARALLEL_CALLS
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.prefetch(PREFETCH_BATCHES).with_options(pipeline_options())

@@ -14,6 +14,11 @@ import dataclasses
 
 import tensorflow as tf
 
+# Fixed, not tf.data.AUTOTUNE: search.pipeline turns tf.data's autotuner off (it says why), and
+# this stage inherits the options of the pipeline it extends.
+PARALLEL_CALLS = 2
+PREFETCH_BATCHES = 2
+
 # Cutout's square covers 5 % to 15 % of the image, as the in-model RandomErasing does.
 CUTOUT_AREA = (0.05, 0.15)
 
@@ -80,6 +85,6 @@ def augment_dataset(dataset: tf.data.Dataset, augmentation: Augmentation) -> tf.
         return dataset
     dataset = dataset.map(
         lambda images, labels: (augment_batch(images, augmentation), labels),
-        num_parallel_calls=tf.data.AUTOTUNE,
+        num_parallel_calls=PARALLEL_CALLS,
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.prefetch(PREFETCH_BATCHES)

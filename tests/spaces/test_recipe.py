@@ -67,3 +67,24 @@ def test_the_search_cannot_switch_flip_and_crop_off() -> None:
     space = {param.name: param for param in hp.space}
     assert isinstance(space["augment_flip"], kt.engine.hyperparameters.Fixed)
     assert 0 not in space["augment_crop"].values
+
+
+@pytest.mark.parametrize("optimizer", ["sgd_nesterov", "adamw"])
+def test_the_training_step_computes_the_schedule_once(optimizer: str) -> None:
+    """Keras's weight decay asks for the learning rate once per variable: one schedule in the graph."""
+    import tensorflow as tf
+
+    from spaces import get_space
+    from spaces.base import DataSpec
+
+    hp = kt.HyperParameters()
+    hp.Fixed("optimizer", optimizer)
+    model = get_space("fast")(DataSpec(num_classes=10, train_size=256, batch_size=32)).build(hp)
+    assert len(model.trainable_variables) > 20  # decay touches every kernel: many chances to repeat
+    step = tf.function(lambda images, labels: model.train_step((images, labels)))
+    graph = step.get_concrete_function(
+        tf.TensorSpec([32, 32, 32, 3], tf.uint8), tf.TensorSpec([32, 10], tf.float32)
+    ).graph.as_graph_def()
+    op_types = [node.op for node in graph.node]
+    op_types += [node.op for function in graph.library.function for node in function.node_def]
+    assert op_types.count("Cos") == 1
