@@ -72,18 +72,22 @@ def test_fast_and_plain_paths_reach_the_same_accuracy() -> None:
     assert abs(fast - plain) < 0.06, (fast, plain)
 
 
-def test_pipeline_crop_is_a_shifted_window_of_the_reflect_padded_image() -> None:
-    images = tf.constant(np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)), tf.uint8)
-    cropped = random_crop(images, 4).numpy()
+@pytest.mark.parametrize("flip", [False, True])
+def test_pipeline_crop_is_a_shifted_window_of_the_reflect_padded_image(flip: bool) -> None:
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3)), tf.uint8)
+    cropped = random_crop(images, 4, flip=flip).numpy()
     padded = np.pad(images.numpy(), [(0, 0), (4, 4), (4, 4), (0, 0)], mode="reflect")
-    for image, window_source in zip(cropped, padded, strict=True):
-        shifts = [
-            (top, left)
-            for top in range(9)
-            for left in range(9)
-            if np.array_equal(window_source[top : top + 32, left : left + 32], image)
-        ]
-        assert shifts, "each crop is some 32x32 window of the padded image"
+    mirrored = 0
+    for image, source in zip(cropped, padded, strict=True):
+        windows = [source[top : top + 32, left : left + 32] for top in range(9) for left in range(9)]
+        as_is = any(np.array_equal(window, image) for window in windows)
+        mirror = any(np.array_equal(window[:, ::-1], image) for window in windows)
+        assert as_is or mirror, "each crop is some 32x32 window of the padded image, or its mirror"
+        mirrored += mirror and not as_is
+    if flip:
+        assert 10 < mirrored < 54  # about half, one binomial draw of 64
+    else:
+        assert mirrored == 0
 
 
 def test_pipeline_flip_and_cutout() -> None:
