@@ -11,12 +11,13 @@ horizontal flip, pad-and-crop by up to ``crop`` pixels (reflect padding), and cu
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import tensorflow as tf
 
 # Fixed, not tf.data.AUTOTUNE: search.pipeline turns tf.data's autotuner off (it says why), and
-# this stage inherits the options of the pipeline it extends.
-PARALLEL_CALLS = 2
+# this stage inherits the options of the pipeline it extends. One batch in flight per core.
+PARALLEL_CALLS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 PREFETCH_BATCHES = 2
 
 # Cutout's square covers 5 % to 15 % of the image, as the in-model RandomErasing does.

@@ -17,7 +17,14 @@ from search import SearchConfig
 from search.hardware import choose_acceleration
 from search.pipeline import make_dataset
 from spaces import get_space
-from spaces.augment import Augmentation, augment_batch, random_crop, random_cutout, random_flip
+from spaces.augment import (
+    Augmentation,
+    augment_batch,
+    augment_dataset,
+    random_crop,
+    random_cutout,
+    random_flip,
+)
 from spaces.base import DataSpec
 from spaces.layers import FusedBatchNormalization, to_stock_keras
 
@@ -112,3 +119,14 @@ def test_exported_layers_are_stock_keras_with_the_same_outputs() -> None:
     assert not any(isinstance(layer, FusedBatchNormalization) for layer in stock.layers)
     x, _ = overlapping_colours(8, seed=2)
     np.testing.assert_allclose(stock.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_the_training_pipeline_runs_without_the_autotuner() -> None:
+    """Its shutdown stalled ~1 s at the end of some fits; the augmentation stage inherits the option."""
+    x, y = overlapping_colours(64, seed=0)
+    dataset = make_dataset(x, y, 4, 16, shuffle=True)
+    augmented = augment_dataset(dataset, Augmentation(crop=4))
+    assert not dataset.options().autotune.enabled
+    assert not augmented.options().autotune.enabled
+    images, labels = next(iter(augmented))
+    assert images.shape == (16, 32, 32, 3) and labels.shape == (16, 4)
