@@ -27,6 +27,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from spaces.augment import CUTOUT_AREA, Augmentation
+from spaces.optimizers import FusedAdamW, FusedSGD
 
 # The learning-rate range of each optimizer, and its known-good default.
 LEARNING_RATES = {
@@ -176,9 +177,9 @@ def make_optimizer(
     schedule = learning_rate_schedule(peak, warmup, epochs, steps_per_epoch)
     if name == "sgd_nesterov":
         # SGD's decoupled decay is scaled by the lr, matching the usual L2 strength at lr ~0.1.
-        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        return FusedSGD(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     # AdamW's decay is conventionally ~10x SGD's (0.05 vs 5e-4 at their usual lrs).
-    return keras.optimizers.AdamW(schedule, weight_decay=weight_decay * 10 if weight_decay else 0.0)
+    return FusedAdamW(schedule, weight_decay=weight_decay * 10 if weight_decay else 0.0)
 
 
 def compile_model(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def test_each_optimizer_has_its_own_learning_rate_range() -> None:
     hp = kt.HyperParameters()
     hp.Fixed("optimizer", "adamw")
     optimizer = recipe.make_optimizer(hp, epochs=2, steps_per_epoch=10)
-    assert type(optimizer).__name__ == "AdamW"
+    assert isinstance(optimizer, keras.optimizers.AdamW)
     assert "adamw_learning_rate" in hp.values and "sgd_nesterov_learning_rate" not in hp.values
 
 
