@@ -64,9 +64,9 @@ class SpaceHyperModel(kt.HyperModel):
         self.precision = precision
         self.fit_verbose = fit_verbose
         # False (HyperCNN's path): uint8 input, fit() augments uint8 batches in the tf.data
-        # pipeline, fused batch-norm kernels. True: the same network as a plain Keras script builds
-        # it (float32 input, augmentation layers in the model, stock layers), for the
-        # throughput bench and the equal-accuracy test.
+        # pipeline, fused batch-norm and optimizer kernels. True: the same network as a plain Keras
+        # script builds it (float32 input, augmentation layers in the model, stock layers and
+        # optimizers), for the throughput bench and the equal-accuracy test.
         self.plain_keras = plain_keras
 
     def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
@@ -101,7 +101,13 @@ class SpaceHyperModel(kt.HyperModel):
         # Hyperband says how many epochs this trial trains in total; the schedule spans exactly those.
         epochs = int(hp.values.get("tuner/epochs", self.data.default_epochs))
         recipe.compile_model(
-            hp, model, epochs, self.data.steps_per_epoch, self.jit_compile, self.decoupled_decay
+            hp,
+            model,
+            epochs,
+            self.data.steps_per_epoch,
+            self.jit_compile,
+            self.decoupled_decay,
+            fused=not self.plain_keras,
         )
         return model
 

@@ -161,8 +161,14 @@ def l2_regularizer(hp: kt.HyperParameters) -> keras.regularizers.Regularizer:
 
 
 def make_optimizer(
-    hp: kt.HyperParameters, epochs: int, steps_per_epoch: int, decoupled_decay: bool = True
+    hp: kt.HyperParameters,
+    epochs: int,
+    steps_per_epoch: int,
+    decoupled_decay: bool = True,
+    fused: bool = True,
 ) -> keras.optimizers.Optimizer:
+    """The trial's optimizer; `fused` (HyperCNN's path): TensorFlow's fused update kernels, the same
+    arithmetic as Keras's classes (spaces.optimizers), which the plain Keras path uses."""
     name = hp.Choice("optimizer", list(LEARNING_RATES), default="sgd_nesterov")
     # One range per optimizer, each active only with its optimizer (KerasTuner conditional scopes).
     for option, (low, high, default) in LEARNING_RATES.items():
@@ -177,9 +183,11 @@ def make_optimizer(
     schedule = learning_rate_schedule(peak, warmup, epochs, steps_per_epoch)
     if name == "sgd_nesterov":
         # SGD's decoupled decay is scaled by the lr, matching the usual L2 strength at lr ~0.1.
-        return FusedSGD(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        sgd = FusedSGD if fused else keras.optimizers.SGD
+        return sgd(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     # AdamW's decay is conventionally ~10x SGD's (0.05 vs 5e-4 at their usual lrs).
-    return FusedAdamW(schedule, weight_decay=weight_decay * 10 if weight_decay else 0.0)
+    adamw = FusedAdamW if fused else keras.optimizers.AdamW
+    return adamw(schedule, weight_decay=weight_decay * 10 if weight_decay else 0.0)
 
 
 def compile_model(
@@ -189,10 +197,11 @@ def compile_model(
     steps_per_epoch: int,
     jit_compile: bool,
     decoupled_decay: bool = True,
+    fused: bool = True,
 ) -> None:
     smoothing = hp.Float("label_smoothing", 0.0, 0.2, step=0.05, default=0.1)
     model.compile(
-        optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay),
+        optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay, fused),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
         metrics=["accuracy"],
         jit_compile=jit_compile,
