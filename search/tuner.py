@@ -148,11 +148,15 @@ class HyperCNNTuner(kt.Hyperband):
     def last_checkpoint(self, trial_id: str) -> str:
         return str(self.run.tuner_dir / f"trial_{trial_id}" / LAST_CHECKPOINT)
 
+    def continues_live_model(self, hp: kt.HyperParameters) -> bool:
+        """A promotion whose parent's compiled model is still in memory (it trains on, as is)."""
+        return hp.values.get("tuner/trial_id") in self.live_models
+
     def _try_build(self, hp: kt.HyperParameters) -> keras.Model:
         """KerasTuner's build step with one garbage collection instead of two (its clear_session
         collects, then it collects again), and none for a promotion that continues its parent's
         model in memory: clearing the session would drop kernels its compiled step still holds."""
-        if hp.values.get("tuner/trial_id") not in self.live_models:
+        if not self.continues_live_model(hp):
             keras.backend.clear_session(free_memory=True)
         model = self._build_hypermodel(hp)
         if not isinstance(model, keras.Model):
@@ -183,7 +187,7 @@ class HyperCNNTuner(kt.Hyperband):
         puts the promoted trial at its place in its (longer) schedule instead.
         """
         parent = hp.values.get("tuner/trial_id")
-        if parent in self.live_models:
+        if self.continues_live_model(hp):
             model = self.live_models.pop(parent)
             stretch_schedule(model, hp.values["tuner/epochs"], self.hypermodel.data.steps_per_epoch)
             self._continued_from = "memory"
@@ -243,7 +247,7 @@ class HyperCNNTuner(kt.Hyperband):
     def _seed(self, trial: kt.engine.trial.Trial) -> None:
         """Each trial gets its own reproducible seed, the same on resume."""
         seed = self.config.seed * 100_003 + int(trial.trial_id)
-        if trial.hyperparameters.values.get("tuner/trial_id") in self.live_models:
+        if self.continues_live_model(trial.hyperparameters):
             # Not TensorFlow's seed: tf.random.set_seed clears TensorFlow's kernel cache, so the live
             # model's compiled step would be optimized and its kernels made again (+0.15 s on the
             # first step, measured). Its layers' seeds live in the model; the data pipeline's

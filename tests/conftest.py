@@ -107,8 +107,9 @@ def tiny_npz(tmp_path_factory) -> Path:
     return write_npz(tmp_path_factory.mktemp("data") / "tiny.npz", per_class=60, num_classes=4)
 
 
-def tiny_search_config(tmp_path: Path, data: Path, **fields):
-    """A search config for tiny data (tiny_npz): 40 validation and 40 test images, short brackets."""
+def quick_search_config(tmp_path: Path, data: Path, **fields):
+    """A quick search's config in tmp_path; defaults fit tiny data (tiny_npz): 40 validation and 40
+    test images, short brackets, no progress bar. `fields` override any of them."""
     from search import SearchConfig
 
     base = dict(

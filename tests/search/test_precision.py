@@ -9,11 +9,11 @@ import keras_tuner as kt
 
 from search.data import load_data
 from search.run import build_tuner
-from tests.conftest import tiny_search_config
+from tests.conftest import quick_search_config
 
 
 def test_each_trial_build_keeps_the_chosen_precision(tmp_path: Path, tiny_npz: Path) -> None:
-    config = tiny_search_config(tmp_path, tiny_npz, precision="mixed_bfloat16")
+    config = quick_search_config(tmp_path, tiny_npz, precision="mixed_bfloat16")
     tuner = build_tuner(config, load_data(config))
     try:
         for _ in range(2):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search import SearchConfig, run_search
-from tests.conftest import CLASSES, SHARED_ZIP
+from search import run_search
+from tests.conftest import CLASSES, SHARED_ZIP, quick_search_config
 
 pytestmark = [
     pytest.mark.slow,
@@ -20,10 +20,9 @@ SHARED_ZIP_SHA256 = "f53123a1983f60791b25704d02a857d0a1bd232157249f4d55a9f4917dd
 
 
 def test_quick_search_on_a_small_subset_of_the_real_zip(tmp_path: Path) -> None:
-    config = SearchConfig.create(
-        data=str(SHARED_ZIP),
-        out=str(tmp_path / "run"),
-        cache_dir=str(tmp_path / "cache"),
+    config = quick_search_config(
+        tmp_path,
+        SHARED_ZIP,
         # Enough optimizer steps that the known-good first trial is past its warm-up: with
         # 600 images at batch 128 (5 steps an epoch) a 1-epoch trial can still sit at chance.
         train_size=1000,
@@ -33,7 +32,6 @@ def test_quick_search_on_a_small_subset_of_the_real_zip(tmp_path: Path) -> None:
         max_epochs=3,
         factor=3,
         time_budget_s="120s",
-        progress="off",
     )
     result = run_search(config)
     env = json.loads((tmp_path / "run" / "env.json").read_text())

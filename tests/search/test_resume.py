@@ -18,7 +18,7 @@ from search.errors import HyperCNNError
 from search.tuner import HyperCNNTuner
 from spaces import register_space
 from spaces.cnn import ClassicCNN
-from tests.conftest import tiny_search_config
+from tests.conftest import quick_search_config
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def test_resume_after_kill_keeps_finished_trials(tmp_path: Path, tiny_npz: Path)
 
 def test_time_budget_stops_the_search_and_resume_finishes_it(tmp_path: Path, tiny_npz: Path) -> None:
     started = time.time()
-    result = run_search(tiny_search_config(tmp_path, tiny_npz, time_budget_s=0.5))
+    result = run_search(quick_search_config(tmp_path, tiny_npz, time_budget_s=0.5))
     assert time.time() - started < 60
     # Setup may or may not beat half a second; either no trial started, or the one that did was
     # ended after its first batch, validated, and kept.
@@ -94,7 +94,7 @@ def test_time_budget_stops_the_search_and_resume_finishes_it(tmp_path: Path, tin
     if result.trials:
         first = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str}).iloc[0]
         assert first["status"] == "CUT_BY_BUDGET" and first["epochs_trained"] == 1
-    resumed = run_search(tiny_search_config(tmp_path, tiny_npz))
+    resumed = run_search(quick_search_config(tmp_path, tiny_npz))
     assert resumed.completed == resumed.trials >= 3
     if result.trials:
         trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
@@ -124,9 +124,9 @@ def test_deadline_ends_training_after_the_current_batch_and_still_validates() ->
 
 
 def test_resume_with_different_search_flags_is_refused(tmp_path: Path, tiny_npz: Path) -> None:
-    tiny_search_config(tmp_path, tiny_npz).save()
+    quick_search_config(tmp_path, tiny_npz).save()
     with pytest.raises(HyperCNNError, match="different max_epochs.*--overwrite"):
-        run_search(tiny_search_config(tmp_path, tiny_npz, max_epochs=5, time_budget_s=1))
+        run_search(quick_search_config(tmp_path, tiny_npz, max_epochs=5, time_budget_s=1))
 
 
 class DivergingSpace(ClassicCNN):
@@ -145,7 +145,7 @@ def test_diverging_trials_are_recorded_and_stop_the_search_with_one_line(
 ) -> None:
     # Registered here, not at import, so the registry-wide space tests never see it.
     register_space("diverging-test-space")(DivergingSpace)
-    cfg = tiny_search_config(
+    cfg = quick_search_config(
         tmp_path, tiny_npz, space="diverging-test-space", max_consecutive_failed_trials=2
     )
     with pytest.raises(HyperCNNError, match="search stopped: number of consecutive failures") as error:
@@ -163,7 +163,7 @@ def test_a_promoted_trial_continues_its_parents_optimizer_steps(
 ) -> None:
     if continued_from == "checkpoint":  # as after a resume: no parent model left in memory
         monkeypatch.setattr(HyperCNNTuner, "max_live_models", 0)
-    run_search(tiny_search_config(tmp_path, tiny_npz, space="fast", max_epochs=2, factor=2))
+    run_search(quick_search_config(tmp_path, tiny_npz, space="fast", max_epochs=2, factor=2))
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str, "parent_trial": str})
     promoted = trials[trials["parent_trial"].notna()]
     assert len(promoted) >= 1
