@@ -67,3 +67,14 @@ def test_data_falls_back_to_the_environment(monkeypatch) -> None:
     assert SearchConfig.create().data == "/data/cifar.zip"
     monkeypatch.delenv("HYPERCNN_DATA")
     assert SearchConfig.create().data == "cifar10"
+
+
+def test_channel_statistics_match_numpy_on_the_training_split() -> None:
+    from search.run import channel_statistics
+
+    images = np.random.default_rng(0).integers(0, 256, (300, 8, 8, 3), dtype=np.uint8)
+    images[..., 1] //= 4  # channels with different statistics
+    mean, std = channel_statistics(images)
+    pixels = images.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(mean, pixels.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std, pixels.std(axis=0), rtol=1e-12)

@@ -89,3 +89,28 @@ def test_the_training_step_computes_the_schedule_once(optimizer: str) -> None:
     op_types = [node.op for node in graph.node]
     op_types += [node.op for function in graph.library.function for node in function.node_def]
     assert op_types.count("Cos") == 1
+
+
+def test_the_training_step_is_traced_once_and_creates_no_variables() -> None:
+    """A step whose first trace makes variables (Keras's metric totals) is traced a second time."""
+    import tensorflow as tf
+
+    from spaces import get_space
+    from spaces.base import DataSpec
+
+    model = get_space("fast")(DataSpec(num_classes=10, train_size=256, batch_size=32)).build(
+        kt.HyperParameters()
+    )
+    created = []
+
+    def record(next_creator, **kwargs):
+        created.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    step = tf.function(lambda images, labels: model.train_step((images, labels)))
+    with tf.variable_creator_scope(record):
+        step.get_concrete_function(
+            tf.TensorSpec([32, 32, 32, 3], tf.uint8), tf.TensorSpec([32, 10], tf.float32)
+        )
+    assert created == []
+    assert step.experimental_get_tracing_count() == 1
