@@ -19,7 +19,11 @@ class StepClock(keras.callbacks.Callback):
     def __init__(self) -> None:
         super().__init__()
         self.started = time.perf_counter()
+        # Seconds per call of the compiled training step; a call runs several steps on long trainings
+        # (spaces.recipe.steps_per_execution).
         self.train_steps: list[float] = []
+        self.steps_run = 0
+        self._first_step = 0
         self.test_steps: list[list[float]] = []
         self.train_begin: float | None = None
         self._step_started = 0.0
@@ -28,10 +32,12 @@ class StepClock(keras.callbacks.Callback):
         self.train_begin = time.perf_counter()
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._first_step = batch
         self._step_started = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.train_steps.append(time.perf_counter() - self._step_started)
+        self.steps_run += batch - self._first_step + 1
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         self.test_steps.append([])
@@ -71,7 +77,7 @@ class StepClock(keras.callbacks.Callback):
             "train_seconds": round(train, 3),
             "validation_seconds": round(validation, 3),
             "trace_seconds": round(train_trace + validation_trace, 3),
-            "train_steps": len(self.train_steps),
+            "train_steps": self.steps_run,
             "setup_seconds": round(setup, 3),
             "overhead_seconds": round(seconds - train - validation, 3),
         }

@@ -190,6 +190,19 @@ def make_optimizer(
     return adamw(schedule, weight_decay=weight_decay * 10 if weight_decay else 0.0)
 
 
+# Training steps run per call of the compiled step (Keras's steps_per_execution), for a model built to
+# train at least MULTI_STEP_MIN_STEPS steps. One step per call costs a few ms of call overhead per step:
+# 16 per call trained the resnet default 3.6 % faster (1,691 vs 1,633 img/s, 2 CPU cores), but the
+# loop's heavier first trace costs ~0.25 s, repaid only by longer trials (a 1-epoch trial on 10,000
+# images broke even).
+STEPS_PER_EXECUTION = 16
+MULTI_STEP_MIN_STEPS = 400
+
+
+def steps_per_execution(total_steps: int) -> int:
+    return STEPS_PER_EXECUTION if total_steps >= MULTI_STEP_MIN_STEPS else 1
+
+
 def compile_model(
     hp: kt.HyperParameters,
     model: keras.Model,
@@ -199,12 +212,15 @@ def compile_model(
     decoupled_decay: bool = True,
     fused: bool = True,
 ) -> None:
+    """Compiles the trial's model; `fused` (HyperCNN's path, not the plain Keras one) also picks
+    TensorFlow's fused optimizer kernels and several steps per call for long trainings."""
     smoothing = hp.Float("label_smoothing", 0.0, 0.2, step=0.05, default=0.1)
     model.compile(
         optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay, fused),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
         metrics=["accuracy"],
         jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution(epochs * steps_per_epoch) if fused else 1,
     )
     # The optimizer's slots (momenta), made now and eagerly: left to the first training step, they
     # are created while it is traced, which added ~0.3 s to each new trial's first step; eagerly

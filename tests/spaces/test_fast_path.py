@@ -130,3 +130,33 @@ def test_the_training_pipeline_runs_without_the_autotuner() -> None:
     assert not augmented.options().autotune.enabled
     images, labels = next(iter(augmented))
     assert images.shape == (16, 32, 32, 3) and labels.shape == (16, 4)
+
+
+def test_several_steps_per_call_train_exactly_like_one() -> None:
+    """Long trainings run 16 steps per call of the compiled step: the same steps, the same weights.
+    20 steps per epoch: one full call of 16 and a partial one of 4."""
+    from spaces import recipe
+
+    assert recipe.steps_per_execution(recipe.MULTI_STEP_MIN_STEPS) == recipe.STEPS_PER_EXECUTION
+    assert recipe.steps_per_execution(recipe.MULTI_STEP_MIN_STEPS - 1) == 1
+    x, y = overlapping_colours(640, seed=2)
+    epochs = recipe.MULTI_STEP_MIN_STEPS // 20  # built for a long training, so it picks 16 per call
+    spec = DataSpec(num_classes=4, train_size=len(x), batch_size=32)
+    space = get_space("fast")(spec, fit_verbose=0)
+    weights = {}
+    for per_call in (recipe.STEPS_PER_EXECUTION, 1):
+        keras.utils.set_random_seed(0)
+        hp = kt.HyperParameters()
+        hp.Fixed("width", 16)
+        hp.values["tuner/epochs"] = epochs
+        model = space.build(hp)
+        assert model.steps_per_execution == recipe.STEPS_PER_EXECUTION
+        if per_call == 1:  # the same model and optimizer, compiled for one step per call
+            model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+        # model.fit, not space.fit: the augmentation's random draws differ between two fits in one
+        # process, and the point here is the step loop alone.
+        history = model.fit(make_dataset(x, y, 4, 32, shuffle=True, seed=0), epochs=2, verbose=0)
+        assert int(model.optimizer.iterations) == 40 and len(history.history["loss"]) == 2
+        weights[per_call] = model.get_weights()
+    for multi, single in zip(weights[recipe.STEPS_PER_EXECUTION], weights[1], strict=True):
+        np.testing.assert_allclose(multi, single, rtol=1e-5, atol=1e-6)
