@@ -12,7 +12,8 @@ Same model and batch size; 1 warm-up epoch, then 3 timed, of 25,600 images each 
 epoch; 800 steps in all, so HyperCNN runs them 16 per call as it does for any training of 400 steps
 or more). Also each model's training FLOPs per image (3x the forward pass: forward, input gradients,
 weight gradients; the stem convolution has no input gradient), and MFU against the peak this
-machine measures on a large 3x3 convolution. Last, a short real search, and the share of its wall
+machine measures on a large 3x3 convolution (at the start, then again right before and after each
+space's epochs: MFU uses the mean of those two). Last, a short real search, and the share of its wall
 time that is not training steps or validation (build, compile, tracing, checkpoints, bookkeeping).
 
     .venv/bin/python bench/throughput.py      # ~16 min on 2 CPU cores; results/bench_throughput.csv
@@ -48,10 +49,15 @@ SEARCH_TEST_IMAGES = 1000  # the search never looks at them; the split only need
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"
 
 
-def measure_conv_peak(dtype: str = "float32", seconds_per_shape: float = 4.0) -> tuple[float, str]:
-    """GFLOP/s of the fastest of a few large 3x3 convolutions in `dtype`."""
-    best, best_shape = 0.0, ""
-    for batch, size, channels in ((64, 32, 128), (32, 32, 256), (16, 16, 512)):
+PEAK_SHAPES = ((64, 32, 128), (32, 32, 256), (16, 16, 512))  # (batch, size, channels)
+
+
+def measure_conv_peak(
+    dtype: str = "float32", seconds_per_shape: float = 4.0, shapes=PEAK_SHAPES
+) -> tuple[float, tuple[int, int, int]]:
+    """GFLOP/s of the fastest of a few large 3x3 convolutions in `dtype`, and its shape."""
+    best, best_shape = 0.0, shapes[0]
+    for batch, size, channels in shapes:
         images = tf.cast(tf.random.normal([batch, size, size, channels]), dtype)
         kernel = tf.cast(tf.random.normal([3, 3, channels, channels]), dtype)
         conv = tf.function(lambda x, k: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, k, 1, "SAME"), "float32")))
@@ -64,8 +70,13 @@ def measure_conv_peak(dtype: str = "float32", seconds_per_shape: float = 4.0) ->
             runs.append(time.perf_counter() - begin)
         rate = flops / min(runs) / 1e9
         if rate > best:
-            best, best_shape = rate, f"{batch}x{size}x{size}x{channels} -> {channels}"
+            best, best_shape = rate, (batch, size, channels)
     return best, best_shape
+
+
+def describe_shape(shape: tuple[int, int, int]) -> str:
+    batch, size, channels = shape
+    return f"{batch}x{size}x{size}x{channels} -> {channels}"
 
 
 def forward_flops(model: keras.Model) -> float:
@@ -229,11 +240,11 @@ def main() -> None:
     # float16 under mixed precision (their convolutions run at up to twice the float32 rate).
     precision = choose_acceleration(SearchConfig()).precision
     compute_dtype = keras.mixed_precision.Policy(precision).compute_dtype
-    peaks = {}
+    peaks, peak_shapes = {}, {}
     for dtype in dict.fromkeys(["float32", compute_dtype]):
-        peaks[dtype], shape = measure_conv_peak(dtype)
+        peaks[dtype], peak_shapes[dtype] = measure_conv_peak(dtype)
+        shape = describe_shape(peak_shapes[dtype])
         print(f"measured conv peak: {peaks[dtype]:.1f} GFLOP/s ({dtype}, 3x3 conv {shape})", flush=True)
-    peak = peaks[compute_dtype]
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
@@ -244,13 +255,19 @@ def main() -> None:
             f"=== {name}: plain model.fit vs HyperCNN path, {args.images} images, batch {args.batch_size}",
             flush=True,
         )
+        # The peak again, right before and after this space's epochs: the VM's speed drifts by
+        # several percent between minutes, and MFU should compare the two under the same drift.
+        before, _ = measure_conv_peak(compute_dtype, shapes=[peak_shapes[compute_dtype]])
         row = bench_space(name, x, y, args.batch_size, args.warmup_epochs, args.timed_epochs)
+        after, _ = measure_conv_peak(compute_dtype, shapes=[peak_shapes[compute_dtype]])
+        peak = (before + after) / 2
+        row["peak_gflop_per_s"] = round(peak, 1)
         row["mfu_vs_measured_peak"] = round(row["hypercnn_gflop_per_s"] / peak, 3)
         print("   ", row, flush=True)
         rows.append(row)
     table = pd.DataFrame(rows)
-    table["peak_gflop_per_s"] = round(peak, 1)
     table["peak_dtype"] = compute_dtype
+    table["run_start_peak_gflop_per_s"] = round(peaks[compute_dtype], 1)
     table["float32_peak_gflop_per_s"] = round(peaks["float32"], 1)
 
     if args.search_budget > 0:
