@@ -21,10 +21,10 @@ class StepClock(keras.callbacks.Callback):
         self.started = time.perf_counter()
         # Seconds per call of the compiled training step; a call runs several steps on long trainings
         # (spaces.recipe.steps_per_execution).
-        self.train_steps: list[float] = []
+        self.train_calls: list[float] = []
         self.steps_run = 0
         self._first_step = 0
-        self.test_steps: list[list[float]] = []
+        self.test_calls: list[list[float]] = []  # per validation pass, seconds per call
         self.train_begin: float | None = None
         self._step_started = 0.0
 
@@ -36,18 +36,18 @@ class StepClock(keras.callbacks.Callback):
         self._step_started = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.train_steps.append(time.perf_counter() - self._step_started)
+        self.train_calls.append(time.perf_counter() - self._step_started)
         self.steps_run += batch - self._first_step + 1
 
     def on_test_begin(self, logs: dict | None = None) -> None:
-        self.test_steps.append([])
+        self.test_calls.append([])
 
     def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         self._step_started = time.perf_counter()
 
     def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.test_steps:
-            self.test_steps[-1].append(time.perf_counter() - self._step_started)
+        if self.test_calls:
+            self.test_calls[-1].append(time.perf_counter() - self._step_started)
 
     @staticmethod
     def _steady_total(steps: list[float]) -> tuple[float, float]:
@@ -65,10 +65,10 @@ class StepClock(keras.callbacks.Callback):
         and overhead (everything but training steps and validation)."""
         seconds = time.perf_counter() - self.started
         setup = (self.train_begin or time.perf_counter()) - self.started
-        train, train_trace = self._steady_total(self.train_steps)
+        train, train_trace = self._steady_total(self.train_calls)
         # Keras traces its test function once per fit: the first validation pass carries it.
         validation = validation_trace = 0.0
-        for index, steps in enumerate(self.test_steps):
+        for index, steps in enumerate(self.test_calls):
             steady, excess = self._steady_total(steps)
             validation += steady + (excess if index else 0.0)
             validation_trace += 0.0 if index else excess

@@ -60,7 +60,8 @@ class BudgetedHyperbandOracle(kt.oracles.HyperbandOracle):
 
 
 class StopAtDeadline(keras.callbacks.Callback):
-    """Ends training at the deadline; the partial epoch is still validated and kept."""
+    """Ends training at the deadline, after the current call of the compiled step (up to 16 steps in
+    long trainings); the partial epoch is still validated and kept."""
 
     def __init__(self, deadline: float | None) -> None:
         super().__init__()
