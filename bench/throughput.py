@@ -124,7 +124,15 @@ def default_hp(epochs: int) -> kt.HyperParameters:
     return hp
 
 
-def bench_space(name: str, x: np.ndarray, y: np.ndarray, batch_size: int, warmup: int, timed: int) -> dict:
+def bench_space(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    warmup: int,
+    timed: int,
+    steps_per_call: int | None = None,
+) -> dict:
     classes = int(y.max()) + 1
     spec = DataSpec(num_classes=classes, input_shape=x.shape[1:], train_size=len(x), batch_size=batch_size)
     epochs = warmup + timed
@@ -145,6 +153,8 @@ def bench_space(name: str, x: np.ndarray, y: np.ndarray, batch_size: int, warmup
     )
     hp = default_hp(epochs)
     model = hypermodel.build(hp)
+    if steps_per_call:  # an A/B of HyperCNN's choice; read when fit() first traces the step
+        model.steps_per_execution = steps_per_call
     dataset = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
 
     rates = interleaved_images_per_second(
@@ -224,12 +234,16 @@ def main() -> None:
     parser.add_argument("--spaces", default=",".join(list_spaces()), help="comma-separated; default: all")
     parser.add_argument("--images", type=int, default=25_600, help="training images per epoch")
     parser.add_argument("--batch-size", type=int, default=SearchConfig.batch_size)
+    parser.add_argument(
+        "--steps-per-call", type=int, default=None, help="override HyperCNN's steps per call (A/B)"
+    )
     parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--timed-epochs", type=int, default=3)
     # The search-quality bench's search: 10,000 training and 2,000 validation images, 360 s.
     parser.add_argument("--search-budget", type=float, default=360.0, help="seconds; 0 skips the search")
     parser.add_argument("--search-train", type=int, default=10_000, help="training images in the search")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="for the search; generated if absent")
+    parser.add_argument("--output", default=str(ROOT / "results" / "bench_throughput.csv"))
     args = parser.parse_args()
 
     hardware = f"{cpu_model()}, {cpu_count()} cores" + (
@@ -258,7 +272,9 @@ def main() -> None:
         # The peak again, right before and after this space's epochs: the VM's speed drifts by
         # several percent between minutes, and MFU should compare the two under the same drift.
         before, _ = measure_conv_peak(compute_dtype, shapes=[peak_shapes[compute_dtype]])
-        row = bench_space(name, x, y, args.batch_size, args.warmup_epochs, args.timed_epochs)
+        row = bench_space(
+            name, x, y, args.batch_size, args.warmup_epochs, args.timed_epochs, args.steps_per_call
+        )
         after, _ = measure_conv_peak(compute_dtype, shapes=[peak_shapes[compute_dtype]])
         peak = (before + after) / 2
         row["peak_gflop_per_s"] = round(peak, 1)
@@ -286,7 +302,7 @@ def main() -> None:
 
     table["machine"] = hardware
     table["command"] = " ".join([Path(sys.executable).name, *sys.argv])
-    target = ROOT / "results" / "bench_throughput.csv"
+    target = Path(args.output)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(table.drop(columns=["command", "machine"]).T.to_string(header=False))
     table.to_csv(target, index=False)
