@@ -12,9 +12,10 @@ Same model and batch size; 1 warm-up epoch, then 3 timed, of 25,600 images each 
 epoch; 800 steps in all, so HyperCNN runs them 16 per call as it does for any training of 400 steps
 or more). Also each model's training FLOPs per image (3x the forward pass: forward, input gradients,
 weight gradients; the stem convolution has no input gradient), and MFU against the peak this
-machine measures on a large 3x3 convolution (at the start, then again right before and after each
-space's epochs: MFU uses the mean of those two). Last, a short real search, and the share of its wall
-time that is not training steps or validation (build, compile, tracing, checkpoints, bookkeeping).
+machine measures on a large 3x3 convolution (at the start, then again after each space's epochs:
+each space's MFU uses the mean of the measurements right before and right after its epochs).
+Last, a short real search, and the share of its wall time that is not training steps or
+validation (build, compile, tracing, checkpoints, bookkeeping).
 
     .venv/bin/python bench/throughput.py      # ~16 min on 2 CPU cores; results/bench_throughput.csv
 """
@@ -260,6 +261,7 @@ def main() -> None:
         shape = describe_shape(peak_shapes[dtype])
         print(f"measured conv peak: {peaks[dtype]:.1f} GFLOP/s ({dtype}, 3x3 conv {shape})", flush=True)
 
+    before = peaks[compute_dtype]  # measured last, right before the first space
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
     y = np.arange(args.images) % 10
@@ -269,14 +271,15 @@ def main() -> None:
             f"=== {name}: plain model.fit vs HyperCNN path, {args.images} images, batch {args.batch_size}",
             flush=True,
         )
-        # The peak again, right before and after this space's epochs: the VM's speed drifts by
-        # several percent between minutes, and MFU should compare the two under the same drift.
-        before, _ = measure_conv_peak(compute_dtype, shapes=[peak_shapes[compute_dtype]])
         row = bench_space(
             name, x, y, args.batch_size, args.warmup_epochs, args.timed_epochs, args.steps_per_call
         )
+        # The peak again right after this space's epochs; with the one right before them (the last
+        # space's "after", or the start's), MFU compares the two under the same drift: the VM's
+        # speed drifts by several percent between minutes.
         after, _ = measure_conv_peak(compute_dtype, shapes=[peak_shapes[compute_dtype]])
         peak = (before + after) / 2
+        before = after
         row["peak_gflop_per_s"] = round(peak, 1)
         row["mfu_vs_measured_peak"] = round(row["hypercnn_gflop_per_s"] / peak, 3)
         print("   ", row, flush=True)

@@ -107,7 +107,7 @@ class SpaceHyperModel(kt.HyperModel):
             self.data.steps_per_epoch,
             self.jit_compile,
             self.decoupled_decay,
-            fused=not self.plain_keras,
+            plain_keras=self.plain_keras,
         )
         return model
 

@@ -165,10 +165,10 @@ def make_optimizer(
     epochs: int,
     steps_per_epoch: int,
     decoupled_decay: bool = True,
-    fused: bool = True,
+    plain_keras: bool = False,
 ) -> keras.optimizers.Optimizer:
-    """The trial's optimizer; `fused` (HyperCNN's path): TensorFlow's fused update kernels, the same
-    arithmetic as Keras's classes (spaces.optimizers), which the plain Keras path uses."""
+    """The trial's optimizer: on HyperCNN's path with TensorFlow's fused update kernels, the same
+    arithmetic as Keras's own classes (spaces.optimizers), which the plain Keras path uses."""
     name = hp.Choice("optimizer", list(LEARNING_RATES), default="sgd_nesterov")
     # One range per optimizer, each active only with its optimizer (KerasTuner conditional scopes).
     for option, (low, high, default) in LEARNING_RATES.items():
@@ -183,10 +183,10 @@ def make_optimizer(
     schedule = learning_rate_schedule(peak, warmup, epochs, steps_per_epoch)
     if name == "sgd_nesterov":
         # SGD's decoupled decay is scaled by the lr, matching the usual L2 strength at lr ~0.1.
-        sgd = FusedSGD if fused else keras.optimizers.SGD
+        sgd = keras.optimizers.SGD if plain_keras else FusedSGD
         return sgd(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     # AdamW's decay is conventionally ~10x SGD's (0.05 vs 5e-4 at their usual lrs).
-    adamw = FusedAdamW if fused else keras.optimizers.AdamW
+    adamw = keras.optimizers.AdamW if plain_keras else FusedAdamW
     return adamw(schedule, weight_decay=weight_decay * 10 if weight_decay else 0.0)
 
 
@@ -210,17 +210,17 @@ def compile_model(
     steps_per_epoch: int,
     jit_compile: bool,
     decoupled_decay: bool = True,
-    fused: bool = True,
+    plain_keras: bool = False,
 ) -> None:
-    """Compiles the trial's model; `fused` (HyperCNN's path, not the plain Keras one) also picks
-    TensorFlow's fused optimizer kernels and several steps per call for long trainings."""
+    """Compiles the trial's model; HyperCNN's path (not `plain_keras`) also picks TensorFlow's fused
+    optimizer kernels and several steps per call for long trainings."""
     smoothing = hp.Float("label_smoothing", 0.0, 0.2, step=0.05, default=0.1)
     model.compile(
-        optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay, fused),
+        optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay, plain_keras),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
         metrics=["accuracy"],
         jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution(epochs * steps_per_epoch) if fused else 1,
+        steps_per_execution=1 if plain_keras else steps_per_execution(epochs * steps_per_epoch),
     )
     # The optimizer's slots (momenta), made now and eagerly: left to the first training step, they
     # are created while it is traced, which added ~0.3 s to each new trial's first step; eagerly

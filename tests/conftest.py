@@ -123,3 +123,15 @@ def quick_search_config(tmp_path: Path, data: Path, **fields):
         progress="off",
     )
     return SearchConfig.create(**{**base, **fields})
+
+
+def traced_train_step(model, x_spec, y_spec):
+    """The model's training step traced once for these input specs: (the tf.function, the op types
+    in its graph and in the functions it calls)."""
+    import tensorflow as tf
+
+    step = tf.function(lambda x, y: model.train_step((x, y)))
+    graph = step.get_concrete_function(x_spec, y_spec).graph.as_graph_def()
+    op_types = [node.op for node in graph.node]
+    op_types += [node.op for function in graph.library.function for node in function.node_def]
+    return step, op_types

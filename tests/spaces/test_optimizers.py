@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from spaces import recipe
 from spaces.optimizers import FusedAdamW, FusedSGD
+from tests.conftest import traced_train_step
 
 CASES = [
     (keras.optimizers.SGD, FusedSGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}),
@@ -42,8 +43,5 @@ def test_the_training_step_runs_one_kernel_per_variable() -> None:
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5), keras.layers.Dense(3)])
     model.compile(optimizer=FusedSGD(0.1, momentum=0.9, nesterov=True), loss="mse")
     model.optimizer.build(model.trainable_variables)
-    step = tf.function(lambda x, y: model.train_step((x, y)))
-    graph = step.get_concrete_function(tf.TensorSpec([8, 6]), tf.TensorSpec([8, 3])).graph.as_graph_def()
-    op_types = [node.op for node in graph.node]
-    op_types += [node.op for function in graph.library.function for node in function.node_def]
+    _, op_types = traced_train_step(model, tf.TensorSpec([8, 6]), tf.TensorSpec([8, 3]))
     assert op_types.count("ResourceApplyKerasMomentum") == len(model.trainable_variables)

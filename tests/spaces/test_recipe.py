@@ -6,8 +6,20 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from spaces import recipe
+from tests.conftest import traced_train_step
+
+# A batch of 32 CIFAR-sized uint8 images and one-hot labels, for tracing a space's training step.
+BATCH_SPECS = (tf.TensorSpec([32, 32, 32, 3], tf.uint8), tf.TensorSpec([32, 10], tf.float32))
+
+
+def fast_model(hp: kt.HyperParameters) -> keras.Model:
+    from spaces import get_space
+    from spaces.base import DataSpec
+
+    return get_space("fast")(DataSpec(num_classes=10, train_size=256, batch_size=32)).build(hp)
 
 
 @pytest.mark.parametrize("epochs", [1, 3, 9])
@@ -48,8 +60,6 @@ def test_each_optimizer_has_its_own_learning_rate_range() -> None:
 
 
 def test_stretching_the_schedule_changes_the_rate_without_retracing() -> None:
-    import tensorflow as tf
-
     schedule = recipe.learning_rate_schedule(0.1, 0.1, 3, 50)  # 150 steps
     rate_at = tf.function(lambda step: schedule(step))
     assert float(rate_at(tf.constant(150))) == pytest.approx(0.0, abs=1e-6)
@@ -73,44 +83,24 @@ def test_the_search_cannot_switch_flip_and_crop_off() -> None:
 @pytest.mark.parametrize("optimizer", ["sgd_nesterov", "adamw"])
 def test_the_training_step_computes_the_schedule_once(optimizer: str) -> None:
     """Keras's weight decay asks for the learning rate once per variable: one schedule in the graph."""
-    import tensorflow as tf
-
-    from spaces import get_space
-    from spaces.base import DataSpec
-
     hp = kt.HyperParameters()
     hp.Fixed("optimizer", optimizer)
-    model = get_space("fast")(DataSpec(num_classes=10, train_size=256, batch_size=32)).build(hp)
+    model = fast_model(hp)
     assert len(model.trainable_variables) > 20  # decay touches every kernel: many chances to repeat
-    step = tf.function(lambda images, labels: model.train_step((images, labels)))
-    graph = step.get_concrete_function(
-        tf.TensorSpec([32, 32, 32, 3], tf.uint8), tf.TensorSpec([32, 10], tf.float32)
-    ).graph.as_graph_def()
-    op_types = [node.op for node in graph.node]
-    op_types += [node.op for function in graph.library.function for node in function.node_def]
+    _, op_types = traced_train_step(model, *BATCH_SPECS)
     assert op_types.count("Cos") == 1
 
 
 def test_the_training_step_is_traced_once_and_creates_no_variables() -> None:
     """A step whose first trace makes variables (Keras's metric totals) is traced a second time."""
-    import tensorflow as tf
-
-    from spaces import get_space
-    from spaces.base import DataSpec
-
-    model = get_space("fast")(DataSpec(num_classes=10, train_size=256, batch_size=32)).build(
-        kt.HyperParameters()
-    )
+    model = fast_model(kt.HyperParameters())
     created = []
 
     def record(next_creator, **kwargs):
         created.append(kwargs.get("name"))
         return next_creator(**kwargs)
 
-    step = tf.function(lambda images, labels: model.train_step((images, labels)))
     with tf.variable_creator_scope(record):
-        step.get_concrete_function(
-            tf.TensorSpec([32, 32, 32, 3], tf.uint8), tf.TensorSpec([32, 10], tf.float32)
-        )
+        step, _ = traced_train_step(model, *BATCH_SPECS)
     assert created == []
     assert step.experimental_get_tracing_count() == 1
