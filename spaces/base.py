@@ -89,7 +89,7 @@ class SpaceHyperModel(kt.HyperModel):
         augmentation = self.augmentation(hp)
         input_dtype = "float32" if self.plain_keras else "uint8"
         images = keras.Input(shape=self.data.input_shape, dtype=input_dtype, name="image")
-        x = recipe.standardize(images, self.data.mean, self.data.std)
+        x = recipe.standardize(images, self.data.mean, self.data.std, plain_keras=self.plain_keras)
         if self.plain_keras:
             x = recipe.keras_augmentation(augmentation, x)
         features = self.build_features(hp, x)

@@ -3,13 +3,17 @@
 Keras 3 computes batch norm in training as moments plus a chain of elementwise ops, each one a
 pass over the activations, forward and backward. TensorFlow has one fused kernel for it
 (FusedBatchNormV3, oneDNN on CPU, cuDNN on GPU). Measured fwd+bwd on a 128x32x32x32 batch on 2 CPU
-cores: 25 ms stock vs 9 ms fused. Exports swap the stock layer back in (spaces.layers.to_stock_keras),
-so a saved model needs nothing from HyperCNN to load.
+cores: 25 ms stock vs 9 ms fused. Keras's input standardisation is a subtract and a divide by
+per-channel vectors in the compute dtype; one float32 multiply-add by full-image-shape constants
+does the same in a third of the time (1.06 -> 0.32 ms per 128-image uint8 batch, bfloat16 out).
+Exports swap the stock layers back in (spaces.layers.to_stock_keras), so a saved model needs
+nothing from HyperCNN to load.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -43,6 +47,30 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return tf.cast(outputs, self.compute_dtype)
 
 
+class FastNormalization(layers.Normalization):
+    """keras.layers.Normalization, computed as x * (1 / std) + (-mean / std) in float32.
+
+    The scale and offset are broadcast to the whole image shape, so the multiply-add streams over
+    contiguous memory instead of cycling through a 3-element vector per pixel (TensorFlow's CPU
+    kernels are several times slower on the latter).
+    """
+
+    def call(self, inputs):
+        if self.invert or keras.backend.backend() != "tensorflow" or None in inputs.shape[1:]:
+            return super().call(inputs)
+        mean = tf.cast(self.convert_weight(self.mean), "float32")
+        variance = tf.cast(self.convert_weight(self.variance), "float32")
+        scale = 1.0 / tf.maximum(tf.sqrt(variance), keras.backend.epsilon())
+        image_shape = [1, *inputs.shape[1:]]
+        scale, offset = tf.broadcast_to(scale, image_shape), tf.broadcast_to(-mean * scale, image_shape)
+        return tf.cast(tf.cast(inputs, "float32") * scale + offset, self.compute_dtype)
+
+
+def standardization(mean, std, name: str, plain_keras: bool = False) -> layers.Normalization:
+    cls = layers.Normalization if plain_keras else FastNormalization
+    return cls(mean=np.asarray(mean), variance=np.asarray(std) ** 2, name=name)
+
+
 def batch_norm(momentum: float, name: str, plain_keras: bool = False) -> layers.BatchNormalization:
     cls = layers.BatchNormalization if plain_keras else FusedBatchNormalization
     return cls(momentum=momentum, name=name)
@@ -55,6 +83,8 @@ def to_stock_keras(model: keras.Model) -> keras.Model:
     def stock(layer: layers.Layer) -> layers.Layer:
         if isinstance(layer, FusedBatchNormalization):
             return layers.BatchNormalization.from_config(layer.get_config())
+        if isinstance(layer, FastNormalization):
+            return layers.Normalization.from_config(layer.get_config())
         return layer.__class__.from_config(layer.get_config())
 
     clone = keras.models.clone_model(model, clone_function=stock)

@@ -22,10 +22,10 @@ import weakref
 
 import keras
 import keras_tuner as kt
-import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from spaces import layers as spaces_layers
 from spaces.augment import CUTOUT_AREA, Augmentation
 from spaces.optimizers import FusedAdamW, FusedSGD
 
@@ -57,14 +57,12 @@ def augmentation(hp: kt.HyperParameters, mean) -> Augmentation:
     )
 
 
-def standardize(images: keras.KerasTensor, mean, std) -> keras.KerasTensor:
+def standardize(images: keras.KerasTensor, mean, std, plain_keras: bool = False) -> keras.KerasTensor:
     """uint8 pixels in, per-channel standardised floats out, with the training split's statistics.
 
     Living inside the model, the exported model takes raw uint8 images.
     """
-    return layers.Normalization(mean=np.asarray(mean), variance=np.asarray(std) ** 2, name="normalize")(
-        images
-    )
+    return spaces_layers.standardization(mean, std, name="normalize", plain_keras=plain_keras)(images)
 
 
 def keras_augmentation(augmentation: Augmentation, x: keras.KerasTensor) -> keras.KerasTensor:

@@ -26,7 +26,7 @@ from spaces.augment import (
     random_flip,
 )
 from spaces.base import DataSpec
-from spaces.layers import FusedBatchNormalization, to_stock_keras
+from spaces.layers import FastNormalization, FusedBatchNormalization, to_stock_keras
 
 # Four classes whose mean colours differ by 40 levels along one channel; each image's colour is
 # shifted at random (sd 20) and its pixels are noisy: the classes overlap, so neither path can reach
@@ -115,10 +115,26 @@ def test_exported_layers_are_stock_keras_with_the_same_outputs() -> None:
     space = get_space("resnet")(spec, fit_verbose=0)
     model = space.build(kt.HyperParameters())
     assert any(isinstance(layer, FusedBatchNormalization) for layer in model.layers)
+    assert isinstance(model.get_layer("normalize"), FastNormalization)
     stock = to_stock_keras(model)
-    assert not any(isinstance(layer, FusedBatchNormalization) for layer in stock.layers)
+    assert not any(isinstance(layer, FusedBatchNormalization | FastNormalization) for layer in stock.layers)
+    assert type(stock.get_layer("normalize")) is keras.layers.Normalization
     x, _ = overlapping_colours(8, seed=2)
     np.testing.assert_allclose(stock.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_fast_standardization_computes_what_keras_normalization_does(precision: str) -> None:
+    mean, variance = np.array([125.3, 123.0, 113.9]), np.array([63.0, 62.1, 66.7]) ** 2
+    images = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    fast = FastNormalization(mean=mean, variance=variance, dtype=precision)(images)
+    stock = keras.layers.Normalization(mean=mean, variance=variance, dtype=precision)(images)
+    assert fast.dtype == stock.dtype
+    expected = (images - mean) / np.sqrt(variance)
+    # float32: rounding only; bfloat16 keeps 8 bits, 1/64 of the largest value's magnitude (~2).
+    atol = 1e-5 if precision == "float32" else 2**-5
+    np.testing.assert_allclose(np.asarray(fast, "float32"), expected, atol=atol)
+    np.testing.assert_allclose(np.asarray(stock, "float32"), expected, atol=atol)
 
 
 def test_the_training_pipeline_runs_without_the_autotuner() -> None:
