@@ -13,7 +13,6 @@ nothing from HyperCNN to load.
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -64,11 +63,6 @@ class FastNormalization(layers.Normalization):
         image_shape = [1, *inputs.shape[1:]]
         scale, offset = tf.broadcast_to(scale, image_shape), tf.broadcast_to(-mean * scale, image_shape)
         return tf.cast(tf.cast(inputs, "float32") * scale + offset, self.compute_dtype)
-
-
-def standardization(mean, std, name: str, plain_keras: bool = False) -> layers.Normalization:
-    cls = layers.Normalization if plain_keras else FastNormalization
-    return cls(mean=np.asarray(mean), variance=np.asarray(std) ** 2, name=name)
 
 
 def batch_norm(momentum: float, name: str, plain_keras: bool = False) -> layers.BatchNormalization:

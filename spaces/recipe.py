@@ -22,6 +22,7 @@ import weakref
 
 import keras
 import keras_tuner as kt
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -62,7 +63,8 @@ def standardize(images: keras.KerasTensor, mean, std, plain_keras: bool = False)
 
     Living inside the model, the exported model takes raw uint8 images.
     """
-    return spaces_layers.standardization(mean, std, name="normalize", plain_keras=plain_keras)(images)
+    cls = layers.Normalization if plain_keras else spaces_layers.FastNormalization
+    return cls(mean=np.asarray(mean), variance=np.asarray(std) ** 2, name="normalize")(images)
 
 
 def keras_augmentation(augmentation: Augmentation, x: keras.KerasTensor) -> keras.KerasTensor:
