@@ -22,22 +22,21 @@ class StepClock(keras.callbacks.Callback):
         # Seconds per call of the compiled training step; a call runs several steps on long trainings
         # (spaces.recipe.steps_per_execution).
         self.train_calls: list[float] = []
-        self.steps_run = 0
-        self._first_step = 0
+        # The optimizer counts the steps itself, however many run per call.
+        self._iterations_at_start: int | None = None
         self.test_calls: list[list[float]] = []  # per validation pass, seconds per call
         self.train_begin: float | None = None
         self._step_started = 0.0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.train_begin = time.perf_counter()
+        self._iterations_at_start = int(self.model.optimizer.iterations)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        self._first_step = batch
         self._step_started = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.train_calls.append(time.perf_counter() - self._step_started)
-        self.steps_run += batch - self._first_step + 1
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         self.test_calls.append([])
@@ -59,6 +58,11 @@ class StepClock(keras.callbacks.Callback):
         excess = max(0.0, steps[0] - typical)
         return sum(steps) - excess, excess
 
+    def steps_run(self) -> int:
+        if self._iterations_at_start is None:
+            return 0
+        return int(self.model.optimizer.iterations) - self._iterations_at_start
+
     def summary(self) -> dict[str, float]:
         """The trial's seconds so far, split into steady training, validation, setup (build,
         compile and, for a promotion, restoring the parent, before the first step), tracing,
@@ -77,7 +81,7 @@ class StepClock(keras.callbacks.Callback):
             "train_seconds": round(train, 3),
             "validation_seconds": round(validation, 3),
             "trace_seconds": round(train_trace + validation_trace, 3),
-            "train_steps": self.steps_run,
+            "train_steps": self.steps_run(),
             "setup_seconds": round(setup, 3),
             "overhead_seconds": round(seconds - train - validation, 3),
         }
