@@ -7,19 +7,18 @@ The public API::
 
 from __future__ import annotations
 
-import os
-
-# TensorFlow's C++ start-up chatter (CPU features, oneDNN notes) drowns the progress lines.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from search.config import SearchConfig  # noqa: E402
-from search.errors import HyperCNNError  # noqa: E402
+from search.config import SearchConfig
+from search.errors import HyperCNNError
 
 __all__ = ["HyperCNNError", "SearchConfig", "load_model", "make_report", "run_search"]
 
 
 def __getattr__(name: str):
     # Lazy: `hypercnn --help` and config validation should not pay for importing TensorFlow.
+    if name in ("run_search", "make_report", "load_model"):
+        from search.quiet import load_tensorflow
+
+        load_tensorflow()  # first, so that its start-up chatter is held back
     if name == "run_search":
         from search.run import run_search
 

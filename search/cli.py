@@ -25,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hypercnn",
         description="Find, train and ship the best CNN for an image-classification data set.",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own start-up and log lines (also: HYPERCNN_VERBOSE=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     search = commands.add_parser("search", help="run or resume a Hyperband search")
@@ -55,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--cache-dir", default="~/.cache/hypercnn", help="decoded-data cache")
     search.add_argument("--precision", default="auto", help="auto | float32 | mixed_float16 | mixed_bfloat16")
     search.add_argument("--jit-compile", default="auto", help="XLA: auto | on | off")
+    search.add_argument(
+        "--kernels",
+        default="auto",
+        help="auto (time fused against stock Keras kernels on this machine, keep the faster) | fused | stock",
+    )
     search.add_argument("--progress", default="auto", help="auto | bar | epoch | off")
     search.add_argument(
         "--max-failed-trials", type=int, default=3, help="stop after this many failed trials in a row"
@@ -105,6 +115,7 @@ def config_from_args(args: argparse.Namespace):
         cache_dir=args.cache_dir,
         precision=args.precision,
         jit_compile=args.jit_compile,
+        kernels=args.kernels,
         progress=args.progress,
         max_consecutive_failed_trials=args.max_failed_trials,
         flip_averaging=args.flip_averaging,
@@ -112,11 +123,10 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _print_spaces() -> None:
-    from spaces import get_space, list_spaces
+    from spaces import load_spaces
     from spaces.base import describe_space
 
-    for name in list_spaces():
-        space = get_space(name)
+    for name, space in load_spaces().items():
         print(f"{name}: {space.description}")
         for row in describe_space(space):
             when = f"  (when {row['when']})" if row["when"] else ""
@@ -144,7 +154,11 @@ def _predict(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from search import quiet
+
+    quiet.set_verbose(args.verbose)
     try:
+        quiet.load_tensorflow()  # every command but --help trains or loads a model
         if args.command == "search":
             from search.run import run_search
 

@@ -80,6 +80,8 @@ class SearchConfig:
     # "auto" turns mixed precision and XLA on when a GPU is present, off on CPU.
     precision: str = "auto"
     jit_compile: str = "auto"
+    # "auto": spaces.kernels times fused against stock kernels on this machine and keeps the faster.
+    kernels: str = "auto"
     max_consecutive_failed_trials: int = 3
     # Keras progress output: "auto" = bar on a terminal, one line per epoch otherwise.
     progress: str = "auto"
@@ -88,7 +90,7 @@ class SearchConfig:
     flip_averaging: bool = True
 
     def __post_init__(self) -> None:
-        from spaces import list_spaces  # late: spaces import keras, config should not need to
+        from spaces import list_spaces  # names only: no Keras, no TensorFlow
 
         if self.space not in list_spaces():
             raise HyperCNNError(
@@ -108,6 +110,8 @@ class SearchConfig:
                 f"--precision {self.precision!r} is unknown; "
                 "use auto, float32, mixed_float16 or mixed_bfloat16"
             )
+        if self.kernels not in ("auto", "fused", "stock"):
+            raise HyperCNNError(f"--kernels {self.kernels!r} is unknown; use auto, fused or stock")
         if self.jit_compile not in ("auto", "on", "off"):
             raise HyperCNNError(f"--jit-compile {self.jit_compile!r} is unknown; use auto, on or off")
         if self.progress not in ("auto", "bar", "epoch", "off"):
@@ -161,7 +165,16 @@ class SearchConfig:
 
     def same_search_as(self, other: SearchConfig) -> list[str]:
         """Fields that make a resumed run a different search (budget and display may change)."""
-        may_change = {"time_budget_s", "overwrite", "progress", "cache_dir", "out", "flip_averaging"}
+        # The kernels compute the same function (tests/spaces check it), only at another speed.
+        may_change = {
+            "time_budget_s",
+            "overwrite",
+            "progress",
+            "cache_dir",
+            "out",
+            "flip_averaging",
+            "kernels",
+        }
         return [
             field.name
             for field in dataclasses.fields(self)

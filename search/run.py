@@ -19,6 +19,7 @@ from search.runfolder import RunFolder, environment, write_json
 from search.tuner import HyperCNNTuner
 from spaces import get_space
 from spaces.base import DataSpec, SpaceHyperModel
+from spaces.kernels import select_kernels
 
 
 @dataclasses.dataclass
@@ -72,6 +73,7 @@ def build_hypermodel(config: SearchConfig, spec: DataSpec) -> SpaceHyperModel:
         jit_compile=acceleration.jit_compile,
         fit_verbose=fit_verbosity(config.progress),
         precision=acceleration.precision,
+        kernels=select_kernels(acceleration.precision, config.cache_dir, config.kernels),
     )
 
 
@@ -114,6 +116,7 @@ def run_search(config: SearchConfig) -> SearchResult:
                 "gpus": acceleration.gpus,
                 "precision": acceleration.precision,
                 "jit_compile": acceleration.jit_compile,
+                "kernels": select_kernels(acceleration.precision, config.cache_dir, config.kernels).to_dict(),
             },
             data={
                 "source": config.data,

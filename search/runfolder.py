@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -89,13 +90,28 @@ def environment(hardware: dict[str, Any], data: dict[str, Any]) -> dict[str, Any
     }
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+# "ValueError: ...", "keras_tuner.errors.FailedTrialError: ...": the line a traceback ends its chain with.
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
+
+
 def error_line(message: str | None) -> str:
-    """The last line of a trial's traceback, without the exception's module path."""
-    lines = (message or "").strip().splitlines()
+    """A trial's failure in one line: the last exception's message, without its module path, ANSI
+    colours, or the "Arguments received by ..." block that Keras appends after it."""
+    lines = [_ANSI_ESCAPE.sub("", line).strip() for line in (message or "").strip().splitlines()]
+    lines = [line for line in lines if line]
     if not lines:
         return ""
-    kind, _, text = lines[-1].partition(": ")
-    return text if text and "." in kind and " " not in kind else lines[-1]
+    for index in range(len(lines) - 1, -1, -1):
+        match = _EXCEPTION_LINE.match(lines[index])
+        if match:
+            kind, text = match.groups()
+            following = lines[index + 1 : index + 3]
+            if text.startswith("Exception encountered when calling") and following:
+                text = f"{text} {following[0]}"  # Keras puts the real reason on the next line
+            text = text or (following[0] if following else "")
+            return text if "." in kind else f"{kind}: {text}"
+    return lines[-1]
 
 
 def trials_table(tuner_trials: dict, run: RunFolder, objective: str = "val_accuracy") -> pd.DataFrame:

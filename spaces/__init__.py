@@ -15,6 +15,7 @@ Add your own::
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -37,9 +38,23 @@ def register_space(name: str) -> Callable[[type[SpaceHyperModel]], type[SpaceHyp
     return register
 
 
+# The built-in spaces, by module name: imported (with Keras) only when one is asked for, so that
+# validating a config or printing --help needs no TensorFlow.
+BUILT_IN_SPACES = ("cnn", "fast", "resnet")
+
+
+def _import_built_in(name: str) -> None:
+    if name in BUILT_IN_SPACES and name not in _REGISTRY:
+        from search.quiet import load_tensorflow
+
+        load_tensorflow()  # before Keras's first import, to hold back TensorFlow's start-up chatter
+        importlib.import_module(f"spaces.{name}")  # registers itself
+
+
 def get_space(name: str) -> type[SpaceHyperModel]:
     from search.errors import HyperCNNError
 
+    _import_built_in(name)
     if name not in _REGISTRY:
         raise HyperCNNError(
             f"unknown space {name!r}; choose one of {', '.join(list_spaces())} (hypercnn spaces)"
@@ -48,8 +63,10 @@ def get_space(name: str) -> type[SpaceHyperModel]:
 
 
 def list_spaces() -> list[str]:
-    return sorted(_REGISTRY)
+    """Every space's name, built-in or registered, without importing Keras."""
+    return sorted(set(BUILT_IN_SPACES) | set(_REGISTRY))
 
 
-# Built-in spaces register themselves on import.
-from spaces import cnn, fast, resnet  # noqa: E402,F401
+def load_spaces() -> dict[str, type[SpaceHyperModel]]:
+    """Every space's class (imports the built-in spaces, and with them Keras)."""
+    return {name: get_space(name) for name in list_spaces()}

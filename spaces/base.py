@@ -19,6 +19,7 @@ from keras import layers
 from spaces import layers as spaces_layers
 from spaces import recipe
 from spaces.augment import Augmentation, augment_dataset
+from spaces.kernels import Kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,7 @@ class SpaceHyperModel(kt.HyperModel):
         fit_verbose: int | str = "auto",
         plain_keras: bool = False,
         precision: str | None = None,
+        kernels: Kernels | None = None,
     ) -> None:
         super().__init__(name=self.name, tunable=True)
         self.data = data
@@ -64,10 +66,11 @@ class SpaceHyperModel(kt.HyperModel):
         self.precision = precision
         self.fit_verbose = fit_verbose
         # False (HyperCNN's path): uint8 input, fit() augments uint8 batches in the tf.data
-        # pipeline, fused batch-norm and optimizer kernels. True: the same network as a plain Keras
-        # script builds it (float32 input, augmentation layers in the model, stock layers and
-        # optimizers), for the throughput bench and the equal-accuracy test.
+        # pipeline, the kernels spaces.kernels chose for this machine. True: the same network as a
+        # plain Keras script builds it (float32 input, augmentation layers in the model, stock
+        # layers and optimizers), for the throughput bench and the equal-accuracy test.
         self.plain_keras = plain_keras
+        self.kernels = Kernels.stock() if plain_keras else (kernels or Kernels())
 
     def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
         raise NotImplementedError
@@ -79,7 +82,7 @@ class SpaceHyperModel(kt.HyperModel):
     def batch_norm(self, hp: kt.HyperParameters) -> Callable[[str], layers.Layer]:
         """A factory of the space's batch-norm layers: momentum from the recipe, kernel from the path."""
         momentum = recipe.bn_momentum(hp)
-        return lambda name: spaces_layers.batch_norm(momentum, name, plain_keras=self.plain_keras)
+        return lambda name: spaces_layers.batch_norm(momentum, name, kernel=self.kernels.batch_norm)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         if self.precision:
@@ -89,7 +92,7 @@ class SpaceHyperModel(kt.HyperModel):
         augmentation = self.augmentation(hp)
         input_dtype = "float32" if self.plain_keras else "uint8"
         images = keras.Input(shape=self.data.input_shape, dtype=input_dtype, name="image")
-        x = recipe.standardize(images, self.data.mean, self.data.std, plain_keras=self.plain_keras)
+        x = recipe.standardize(images, self.data.mean, self.data.std, kernel=self.kernels.normalization)
         if self.plain_keras:
             x = recipe.keras_augmentation(augmentation, x)
         features = self.build_features(hp, x)
@@ -108,6 +111,7 @@ class SpaceHyperModel(kt.HyperModel):
             self.jit_compile,
             self.decoupled_decay,
             plain_keras=self.plain_keras,
+            optimizer_kernel=self.kernels.optimizer,
         )
         return model
 

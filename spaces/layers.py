@@ -41,6 +41,10 @@ class FusedBatchNormalization(layers.BatchNormalization):
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             inputs, scale, offset, epsilon=self.epsilon, is_training=True
         )
+        # The v1 kernel returns the sample variance (Bessel-corrected); Keras's moving variance
+        # averages the population variance, which normalised the batch.
+        count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), "float32")
+        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return tf.cast(outputs, self.compute_dtype)
@@ -65,9 +69,12 @@ class FastNormalization(layers.Normalization):
         return tf.cast(tf.cast(inputs, "float32") * scale + offset, self.compute_dtype)
 
 
-def batch_norm(momentum: float, name: str, plain_keras: bool = False) -> layers.BatchNormalization:
-    cls = layers.BatchNormalization if plain_keras else FusedBatchNormalization
-    return cls(momentum=momentum, name=name)
+def batch_norm(
+    momentum: float, name: str, kernel: str = "fused", dtype: str | None = None
+) -> layers.BatchNormalization:
+    """A batch-norm layer with the kernel spaces.kernels chose: "fused" or "stock"."""
+    cls = FusedBatchNormalization if kernel == "fused" else layers.BatchNormalization
+    return cls(momentum=momentum, name=name, dtype=dtype)
 
 
 def to_stock_keras(model: keras.Model) -> keras.Model:

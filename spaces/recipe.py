@@ -58,12 +58,12 @@ def augmentation(hp: kt.HyperParameters, mean) -> Augmentation:
     )
 
 
-def standardize(images: keras.KerasTensor, mean, std, plain_keras: bool = False) -> keras.KerasTensor:
+def standardize(images: keras.KerasTensor, mean, std, kernel: str = "fast") -> keras.KerasTensor:
     """uint8 pixels in, per-channel standardised floats out, with the training split's statistics.
 
     Living inside the model, the exported model takes raw uint8 images.
     """
-    cls = layers.Normalization if plain_keras else spaces_layers.FastNormalization
+    cls = spaces_layers.FastNormalization if kernel == "fast" else layers.Normalization
     return cls(mean=np.asarray(mean), variance=np.asarray(std) ** 2, name="normalize")(images)
 
 
@@ -165,7 +165,7 @@ def make_optimizer(
     epochs: int,
     steps_per_epoch: int,
     decoupled_decay: bool = True,
-    plain_keras: bool = False,
+    kernel: str = "fused",
 ) -> keras.optimizers.Optimizer:
     """The trial's optimizer: on HyperCNN's path with TensorFlow's fused update kernels, the same
     arithmetic as Keras's own classes (spaces.optimizers), which the plain Keras path uses."""
@@ -183,10 +183,10 @@ def make_optimizer(
     schedule = learning_rate_schedule(peak, warmup, epochs, steps_per_epoch)
     if name == "sgd_nesterov":
         # SGD's decoupled decay is scaled by the lr, matching the usual L2 strength at lr ~0.1.
-        sgd = keras.optimizers.SGD if plain_keras else FusedSGD
+        sgd = FusedSGD if kernel == "fused" else keras.optimizers.SGD
         return sgd(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     # AdamW's decay is conventionally ~10x SGD's (0.05 vs 5e-4 at their usual lrs).
-    adamw = keras.optimizers.AdamW if plain_keras else FusedAdamW
+    adamw = FusedAdamW if kernel == "fused" else keras.optimizers.AdamW
     return adamw(schedule, weight_decay=weight_decay * 10 if weight_decay else 0.0)
 
 
@@ -211,12 +211,13 @@ def compile_model(
     jit_compile: bool,
     decoupled_decay: bool = True,
     plain_keras: bool = False,
+    optimizer_kernel: str = "fused",
 ) -> None:
-    """Compiles the trial's model; HyperCNN's path (not `plain_keras`) also picks TensorFlow's fused
-    optimizer kernels and several steps per call for long trainings."""
+    """Compiles the trial's model with the optimizer kernel spaces.kernels chose; HyperCNN's path
+    (not `plain_keras`) also runs several steps per call for long trainings."""
     smoothing = hp.Float("label_smoothing", 0.0, 0.2, step=0.05, default=0.1)
     model.compile(
-        optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay, plain_keras),
+        optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay, optimizer_kernel),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
         metrics=["accuracy"],
         jit_compile=jit_compile,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import tarfile
 import zipfile
@@ -13,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from search.quiet import load_tensorflow  # noqa: E402
+
+load_tensorflow()  # before any test module imports it: no start-up chatter in the test output
 
 SHARED_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-train-jpeg.zip"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -30,8 +32,16 @@ def test_quickstart_notebook_executes(tmp_path: Path, tiny_npz: Path, monkeypatc
         for output in cell.outputs
     )
     assert "hand-written CNN: test accuracy" in outputs
-    assert "HyperCNN: test accuracy" in outputs
-    assert (tmp_path / "results" / "notebook" / "report" / "index.html").is_file()
+    run = tmp_path / "results" / "notebook"
+    assert (run / "report" / "index.html").is_file()
+    # The notebook searched the data it was given (not the shared zip or Keras's download) ...
+    env = json.loads((run / "env.json").read_text())
+    assert env["data"]["sha256"] == hashlib.sha256(tiny_npz.read_bytes()).hexdigest()
+    assert env["data"]["classes"] == ["airplane", "automobile", "bird", "cat"]
+    # ... and printed the accuracy its report measured.
+    printed = re.search(r"HyperCNN: test accuracy (\d\.\d{3})", outputs)
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert printed and float(printed.group(1)) == round(metrics["test_accuracy"], 3)
     images = sum(
         1
         for cell in notebook.cells
@@ -40,4 +50,3 @@ def test_quickstart_notebook_executes(tmp_path: Path, tiny_npz: Path, monkeypatc
         if "image/png" in o.get("data", {})
     )
     assert images >= 4  # sample grid, curves, confusion matrix, predictions
-    assert os.environ["HYPERCNN_DATA"] == str(tiny_npz)

@@ -49,7 +49,8 @@ def finished_run(tmp_path_factory, tiny_npz: Path) -> Path:
         "40",
     )
     assert "[trial 0000]" in search.stdout and "search finished" in search.stdout
-    report = hypercnn("report", str(run))
+    # A 1-2 epoch retrain of 200 images is a handful of steps; the budget trains it for real.
+    report = hypercnn("report", str(run), "--time-budget", "30s")
     assert "test accuracy" in report.stdout
     return run
 
@@ -96,8 +97,13 @@ def test_report_has_every_section_and_is_self_contained(finished_run: Path) -> N
     assert html.count("data:image/png;base64,") == 4
     assert "http://" not in html and "https://" not in html
     metrics = json.loads((finished_run / "report" / "metrics.json").read_text())
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_images"] == 40
-    assert len(metrics["confusion_matrix"]) == 4
+    confusion = np.array(metrics["confusion_matrix"])
+    assert confusion.shape == (4, 4) and confusion.sum() == metrics["test_images"] == 40
+    # The reported accuracy is the confusion matrix's, and the tiny data is learnable (chance: 0.25).
+    assert metrics["test_accuracy"] == np.trace(confusion) / 40
+    assert metrics["test_accuracy"] >= 0.5, metrics["test_accuracy"]
+    html_accuracy = f"{100 * metrics['test_accuracy']:.2f}"
+    assert html_accuracy in html
     board = pd.read_csv(finished_run / "report" / "leaderboard.csv", dtype={"trial_id": str})
     assert board.loc[0, "trial_id"] == metrics["best_trial"]
 
@@ -143,7 +149,39 @@ def test_report_again_reuses_the_exported_model(finished_run: Path) -> None:
     assert (finished_run / "model" / "model.json").read_text() == before
 
 
-def test_python_api_matches_the_cli(finished_run: Path) -> None:
-    classifier = load_model(finished_run)
-    image = np.zeros((32, 32, 3), np.uint8)
-    assert classifier.predict(image)[0] in classifier.classes
+def test_python_api_matches_the_cli(finished_run: Path, tmp_path: Path) -> None:
+    """load_model(run folder).predict_files gives what `hypercnn predict RUN` prints, file by file."""
+    splits = load_data(SearchConfig.load(finished_run)).splits
+    for i in range(8):
+        Image.fromarray(splits.x_test[i]).save(tmp_path / f"img{i}.png")
+    printed = [
+        json.loads(line)
+        for line in hypercnn("predict", str(finished_run), str(tmp_path), "--json").stdout.splitlines()
+    ]
+    api = load_model(finished_run).predict_files([tmp_path])
+    assert [Path(row["file"]).name for row in printed] == [Path(p.file).name for p in api]
+    assert [row["class"] for row in printed] == [p.label for p in api]
+    np.testing.assert_allclose(
+        [row["probability"] for row in printed], [p.probability for p in api], atol=1e-6
+    )
+
+
+def test_report_with_a_time_budget_ends_inside_it(finished_run: Path, tmp_path: Path) -> None:
+    """The retrain plans its epochs from the search's pace so that the whole report fits the budget."""
+    import shutil
+    import time
+
+    from search import make_report
+
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "out": str(run)}))
+    budget = 40.0
+    started = time.time()
+    make_report(run, retrain=True, time_budget_s=budget)
+    elapsed = time.time() - started
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert elapsed <= budget, f"the report took {elapsed:.1f} s of a {budget:.0f} s budget"
+    # It used the budget: more epochs than the search's best epoch count (1 or 2 here).
+    assert metrics["retrain_epochs"] > metrics["best_epoch"]

@@ -176,3 +176,36 @@ def test_several_steps_per_call_train_exactly_like_one() -> None:
         weights[per_call] = model.get_weights()
     for multi, single in zip(weights[recipe.STEPS_PER_EXECUTION], weights[1], strict=True):
         np.testing.assert_allclose(multi, single, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("float32", 1e-4), ("mixed_bfloat16", 5e-2)])
+def test_fused_batch_norm_trains_like_keras_batch_norm(precision: str, tolerance: float) -> None:
+    """In training mode (where the fused kernel runs): the same outputs, input and weight gradients,
+    and moving statistics as keras.layers.BatchNormalization."""
+    from spaces.layers import batch_norm
+
+    rng = np.random.default_rng(4)
+    inputs = tf.constant(rng.normal(3.0, 2.0, (8, 6, 6, 5)), "float32")
+    # A loss with non-trivial gradients for every input and weight (a plain sum would give gamma a
+    # zero gradient, since normalised activations sum to zero).
+    weights = tf.constant(rng.normal(size=(8, 6, 6, 5)), "float32")
+    gamma = rng.uniform(0.5, 1.5, 5).astype("float32")
+    results = []
+    for kernel in ("fused", "stock"):
+        layer = batch_norm(0.9, "bn", kernel=kernel, dtype=precision)
+        layer.build(inputs.shape)
+        layer.gamma.assign(gamma)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(tf.cast(inputs, layer.compute_dtype), training=True)
+            loss = tf.reduce_sum(tf.cast(outputs, "float32") * weights)
+        grads = tape.gradient(loss, [inputs, layer.gamma, layer.beta])
+        results.append([outputs, *grads, layer.moving_mean, layer.moving_variance])
+    assert type(batch_norm(0.9, "bn", kernel="fused")) is FusedBatchNormalization
+    for fused, stock in zip(*results, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(tf.cast(fused, "float32")),
+            np.asarray(tf.cast(stock, "float32")),
+            atol=tolerance,
+            rtol=tolerance,
+        )

@@ -1,0 +1,84 @@
+"""TensorFlow imported without its start-up chatter; what matters in it becomes one HyperCNN line.
+
+TensorFlow and absl write to file descriptor 2 before any Python logging exists ("All log messages
+before absl::InitializeLog()", cuda stubs, CPU-feature notes, "failed call to cuInit" on a machine
+with no GPU at all). A user reads those as failures. The first import of TensorFlow in a process
+goes through `load_tensorflow`, which holds file descriptor 2 in a temporary file meanwhile and
+shows the captured text only when asked (`hypercnn --verbose`, or HYPERCNN_VERBOSE=1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+VERBOSE_ENV_VAR = "HYPERCNN_VERBOSE"
+# /dev/nvidia0 is the first NVIDIA GPU's device node; /proc/driver/nvidia lists the driver's GPUs.
+GPU_DEVICE_NODES = (Path("/dev/nvidia0"), Path("/proc/driver/nvidia/gpus"))
+
+
+def verbose_requested() -> bool:
+    return os.environ.get(VERBOSE_ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_verbose(verbose: bool) -> None:
+    """The CLI's --verbose: TensorFlow's own log lines are shown, in this process and its children."""
+    if verbose:
+        os.environ[VERBOSE_ENV_VAR] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+
+
+@contextlib.contextmanager
+def _captured_fd2():
+    """Everything written to file descriptor 2 (C++ and Python alike) meanwhile, as a list of one str."""
+    captured: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode(errors="replace"))
+
+
+def gpu_hardware_present() -> bool:
+    """An NVIDIA GPU visible to the operating system, whether or not TensorFlow can use it."""
+    nodes = GPU_DEVICE_NODES[1]
+    return GPU_DEVICE_NODES[0].exists() or (nodes.is_dir() and any(nodes.iterdir()))
+
+
+def load_tensorflow(verbose: bool | None = None) -> ModuleType:
+    """`import tensorflow` (and Keras), quietly unless verbose; warns in one line when a GPU is
+    present but TensorFlow cannot use it."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    verbose = verbose_requested() if verbose is None else verbose
+    if not verbose:
+        # 3 hides TensorFlow's C++ INFO, WARNING and ERROR lines after absl is set up as well.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _captured_fd2() as captured:
+        import keras  # noqa: F401  (imports TensorFlow, its backend)
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")  # the cuInit chatter is printed here
+    if verbose and captured[0]:
+        sys.stderr.write(captured[0])
+    if gpu_hardware_present() and not gpus:
+        hint = next((line.strip() for line in captured[0].splitlines() if "cuda" in line.lower()), "")
+        hint = f" (TensorFlow said: {hint})" if hint else ""
+        print(
+            "warning: this machine has an NVIDIA GPU but TensorFlow cannot use it, so training runs on "
+            f"the CPU; install TensorFlow with CUDA: pip install 'tensorflow[and-cuda]'{hint}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return tf
