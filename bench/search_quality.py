@@ -3,8 +3,14 @@
 Protocol (fixed): the CIFAR-10 train zip from ../shared/data, seed 0, balanced and disjoint:
 1,000 images/class to train, 200/class to validate, 1,000/class as the local test set. Each
 system gets the same wall-clock budget (default 900 s) for everything that produces its final
-model, on the same machine, one system at a time, each in its own process. The test set is used
-once per system, after its budget is spent.
+model, on the same machine, one system at a time, each in its own process, all in one invocation
+(one commit, one machine: every row carries both, with the date, the precision each system trained in
+and the machine's float32 conv peak measured at the start). The test set is used once per system,
+after its budget is spent.
+
+What differs between the systems, by design: HyperCNN picks its own precision (mixed bfloat16 on
+CPUs with native bf16, else float32) and kernels (spaces.kernels); the peers run their defaults
+(float32, stock Keras).
 
     .venv/bin/pip install -e '.[bench]'          # the peers (AutoKeras)
     .venv/bin/python bench/search_quality.py     # ~1 hour: a table, and results/bench_search_quality.csv
@@ -15,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(ROOT / "bench"))
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"
 SYSTEMS = ("hypercnn", "handwritten_cnn", "keras_tuner_hyperresnet", "autokeras")
@@ -101,7 +106,9 @@ def run_hypercnn(splits, data: str, cache_dir: str, budget: float, out: Path) ->
     report = make_report(config.out, retrain=True, time_budget_s=budget - (time.time() - started) - 10)
     trials = pd.read_csv(Path(config.out) / "trials.csv")
     metrics = json.loads((Path(config.out) / "report" / "metrics.json").read_text())
+    env = json.loads((Path(config.out) / "env.json").read_text())
     return {
+        "precision": env["hardware"]["precision"],
         "test_accuracy": report.test_accuracy,
         "val_accuracy": metrics["best_val_accuracy"],
         "trials": len(trials),
@@ -281,6 +288,8 @@ def run_one(system: str, data: str, cache_dir: str, budget: float, out: Path) ->
     else:
         result = run_autokeras(splits, budget, out)
     result["wall_seconds"] = round(time.time() - started, 1)
+    if system != "hypercnn":
+        result["precision"] = "float32"  # the peers' default: Keras's global policy, untouched
     return result
 
 
@@ -291,10 +300,14 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--cache-dir", default="~/.cache/hypercnn")
     parser.add_argument("--work", default=str(ROOT / "results" / "bench_search_quality"))
+    parser.add_argument("--output", default=str(ROOT / "results" / "bench_search_quality.csv"))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one system in this process
     args = parser.parse_args()
     work = Path(args.work)
     if args.one:
+        from search.quiet import load_tensorflow
+
+        load_tensorflow()
         out = work / args.one
         out.mkdir(parents=True, exist_ok=True)
         result = run_one(args.one, args.data, args.cache_dir, args.budget, out)
@@ -302,8 +315,15 @@ def main() -> None:
         return
 
     import pandas as pd
+    from machine import machine_row, measure_conv_peak, merge_rows
 
+    from search.quiet import load_tensorflow
+
+    load_tensorflow()
     protocol_splits(args.data, args.cache_dir)  # fill the decode cache once, outside every budget
+    peak, _ = measure_conv_peak("float32")
+    machine = machine_row(peak, precision="")
+    print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
     command = " ".join([Path(sys.executable).name, *sys.argv])
     rows = []
     for system in args.systems.split(","):
@@ -340,19 +360,22 @@ def main() -> None:
         "epochs",
         "wall_seconds",
         "process_seconds",
+        "precision",
         "note",
     ]
     table = pd.DataFrame(rows).reindex(columns=columns)
     table["budget_seconds"] = args.budget
+    for column, value in machine.items():
+        if column != "precision":
+            table[column] = value
     table["command"] = command
-    target = ROOT / "results" / "bench_search_quality.csv"
-    if target.is_file():  # a partial re-run replaces its systems' rows and keeps the others
-        kept = pd.read_csv(target)
-        table = pd.concat([kept[~kept["system"].isin(table["system"])], table], ignore_index=True)
-        table = (
-            table.set_index("system").reindex([s for s in SYSTEMS if s in set(table["system"])]).reset_index()
-        )
-    print(table.drop(columns="command").to_string(index=False))
+    target = Path(args.output)
+    # A partial re-run replaces its systems' rows; it keeps the others only from the same commit
+    # and machine, so that every table compares systems measured side by side.
+    table = merge_rows(target, table, key="system")
+    order = [s for s in SYSTEMS if s in set(table["system"])]
+    table = table.set_index("system").reindex(order).reset_index()
+    print(table.drop(columns=["command", "machine"]).to_string(index=False))
     table.to_csv(target, index=False)
     print(f"written: {target}")
 

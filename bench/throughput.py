@@ -4,9 +4,12 @@ For the default configuration of every registered space, on the same machine in 
 
 - plain:    the same network as a plain Keras script writes it: float32 NumPy arrays into
             ``model.fit(x, y, batch_size=...)``, augmentation as Keras preprocessing layers inside the
-            model, Keras's default compile settings;
+            model, stock layers and optimizers, Keras's default compile settings; once in float32, and
+            once in the same mixed precision as HyperCNN's path where that is not float32 (the
+            headline ratio compares like with like; the float32 ratio is shown beside it);
 - hypercnn: HyperCNN's training path: uint8 images held in memory, a tf.data pipeline that augments
-            whole uint8 batches and prefetches, the compile settings HyperCNN picks for this machine.
+            whole uint8 batches and prefetches, the precision and the kernels HyperCNN picks for this
+            machine (spaces.kernels: fused or stock, timed on the machine).
 
 Same model and batch size; 1 warm-up epoch, then 3 timed, of 25,600 images each (about half a CIFAR-10
 epoch; 800 steps in all, so HyperCNN runs them 16 per call as it does for any training of 400 steps
@@ -23,7 +26,6 @@ validation (build, compile, tracing, checkpoints, bookkeeping).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -31,53 +33,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(ROOT / "bench"))
+
+from search.quiet import load_tensorflow  # noqa: E402
+
+load_tensorflow()
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from machine import describe_shape, machine_row, measure_conv_peak  # noqa: E402
 
 from search import SearchConfig, run_search  # noqa: E402
-from search.hardware import apply_acceleration, choose_acceleration, cpu_count, cpu_model, detect_gpus  # noqa: E402
+from search.hardware import apply_acceleration, choose_acceleration  # noqa: E402
 from search.pipeline import make_dataset  # noqa: E402
 from search.runfolder import RunFolder  # noqa: E402
 from spaces import get_space, list_spaces  # noqa: E402
 from spaces.base import DataSpec  # noqa: E402
+from spaces.kernels import select_kernels  # noqa: E402
 
 SEARCH_TEST_IMAGES = 1000  # the search never looks at them; the split only needs them set aside
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"
-
-
-PEAK_SHAPES = ((64, 32, 128), (32, 32, 256), (16, 16, 512))  # (batch, size, channels)
-
-
-def measure_conv_peak(
-    dtype: str = "float32", seconds_per_shape: float = 4.0, shapes=PEAK_SHAPES
-) -> tuple[float, tuple[int, int, int]]:
-    """GFLOP/s of the fastest of a few large 3x3 convolutions in `dtype`, and its shape."""
-    best, best_shape = 0.0, shapes[0]
-    for batch, size, channels in shapes:
-        images = tf.cast(tf.random.normal([batch, size, size, channels]), dtype)
-        kernel = tf.cast(tf.random.normal([3, 3, channels, channels]), dtype)
-        conv = tf.function(lambda x, k: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, k, 1, "SAME"), "float32")))
-        conv(images, kernel).numpy()  # trace and warm up
-        flops = 2.0 * batch * size * size * 9 * channels * channels
-        runs, started = [], time.perf_counter()
-        while time.perf_counter() - started < seconds_per_shape or len(runs) < 3:
-            begin = time.perf_counter()
-            conv(images, kernel).numpy()
-            runs.append(time.perf_counter() - begin)
-        rate = flops / min(runs) / 1e9
-        if rate > best:
-            best, best_shape = rate, (batch, size, channels)
-    return best, best_shape
-
-
-def describe_shape(shape: tuple[int, int, int]) -> str:
-    batch, size, channels = shape
-    return f"{batch}x{size}x{size}x{channels} -> {channels}"
 
 
 def forward_flops(model: keras.Model) -> float:
@@ -133,6 +110,7 @@ def bench_space(
     warmup: int,
     timed: int,
     steps_per_call: int | None = None,
+    kernel_choice: str = "auto",
 ) -> dict:
     classes = int(y.max()) + 1
     spec = DataSpec(num_classes=classes, input_shape=x.shape[1:], train_size=len(x), batch_size=batch_size)
@@ -140,17 +118,26 @@ def bench_space(
     acceleration = choose_acceleration(SearchConfig())
     space = get_space(name)
 
-    # (a) plain: float32 arrays, augmentation layers in the model, stock layers, Keras's default jit.
+    # (a) plain: float32 arrays, augmentation layers in the model, stock layers, Keras's default jit;
+    # in float32, and in HyperCNN's precision where that differs.
+    plain_models = {}
+    for precision in dict.fromkeys(["float32", acceleration.precision]):
+        keras.utils.set_random_seed(0)
+        plain_space = space(spec, jit_compile="auto", fit_verbose=0, plain_keras=True, precision=precision)
+        plain_models[precision] = plain_space.build(default_hp(epochs))
     keras.mixed_precision.set_global_policy("float32")
-    keras.utils.set_random_seed(0)
-    plain_model = space(spec, jit_compile="auto", fit_verbose=0, plain_keras=True).build(default_hp(epochs))
     x_float, y_onehot = x.astype("float32"), keras.utils.to_categorical(y, classes)
 
     # (b) HyperCNN's path, exactly as a search trial runs it.
     apply_acceleration(acceleration)
     keras.utils.set_random_seed(0)
+    kernels = select_kernels(acceleration.precision, "~/.cache/hypercnn", kernel_choice)
     hypermodel = space(
-        spec, jit_compile=acceleration.jit_compile, fit_verbose=0, precision=acceleration.precision
+        spec,
+        jit_compile=acceleration.jit_compile,
+        fit_verbose=0,
+        precision=acceleration.precision,
+        kernels=kernels,
     )
     hp = default_hp(epochs)
     model = hypermodel.build(hp)
@@ -158,31 +145,32 @@ def bench_space(
         model.steps_per_execution = steps_per_call
     dataset = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
 
-    rates = interleaved_images_per_second(
-        {
-            "plain": lambda epoch: plain_model.fit(
-                x_float, y_onehot, batch_size=batch_size, initial_epoch=epoch, epochs=epoch + 1, verbose=0
-            ),
-            "hypercnn": lambda epoch: hypermodel.fit(
-                hp, model, dataset, initial_epoch=epoch, epochs=epoch + 1
-            ),
-        },
-        len(x),
-        warmup,
-        timed,
-    )
-    plain, fast = rates["plain"], rates["hypercnn"]
+    def plain_fit(plain_model):
+        return lambda epoch: plain_model.fit(
+            x_float, y_onehot, batch_size=batch_size, initial_epoch=epoch, epochs=epoch + 1, verbose=0
+        )
+
+    fits = {f"plain {precision}": plain_fit(plain_model) for precision, plain_model in plain_models.items()}
+    fits["hypercnn"] = lambda epoch: hypermodel.fit(hp, model, dataset, initial_epoch=epoch, epochs=epoch + 1)
+    rates = interleaved_images_per_second(fits, len(x), warmup, timed)
+    plain_float32, plain_same = rates["plain float32"], rates[f"plain {acceleration.precision}"]
+    fast = rates["hypercnn"]
     train_flops = 3 * forward_flops(model) - stem_input_gradient_flops(model)
     return {
         "space": name,
         "batch_size": batch_size,
         "params": model.count_params(),
         "train_mflop_per_image": round(train_flops / 1e6, 1),
-        "plain_images_per_s": round(plain, 1),
+        "plain_same_precision_images_per_s": round(plain_same, 1),
+        "plain_float32_images_per_s": round(plain_float32, 1),
         "hypercnn_images_per_s": round(fast, 1),
-        "speedup": round(fast / plain, 3),
+        # The headline: HyperCNN against plain Keras in the same precision.
+        "speedup_same_precision": round(fast / plain_same, 3),
+        "speedup_vs_float32": round(fast / plain_float32, 3),
         "hypercnn_gflop_per_s": round(fast * train_flops / 1e9, 1),
         "precision": acceleration.precision,
+        "kernels": f"batch_norm={kernels.batch_norm} optimizer={kernels.optimizer} "
+        f"normalization={kernels.normalization}",
         "jit_compile": acceleration.jit_compile,
         "steps_per_call": model.steps_per_execution,
     }
@@ -238,6 +226,9 @@ def main() -> None:
     parser.add_argument(
         "--steps-per-call", type=int, default=None, help="override HyperCNN's steps per call (A/B)"
     )
+    parser.add_argument(
+        "--kernels", default="auto", help="HyperCNN's kernels: auto (timed per machine) | fused | stock (A/B)"
+    )
     parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--timed-epochs", type=int, default=3)
     # The search-quality bench's search: 10,000 training and 2,000 validation images, 360 s.
@@ -247,10 +238,6 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "results" / "bench_throughput.csv"))
     args = parser.parse_args()
 
-    hardware = f"{cpu_model()}, {cpu_count()} cores" + (
-        f", GPU {', '.join(detect_gpus())}" if detect_gpus() else ""
-    )
-    print(f"machine: {hardware}", flush=True)
     # MFU is taken against the peak of the dtype the path computes in: float32, or bfloat16 /
     # float16 under mixed precision (their convolutions run at up to twice the float32 rate).
     precision = choose_acceleration(SearchConfig()).precision
@@ -272,7 +259,14 @@ def main() -> None:
             flush=True,
         )
         row = bench_space(
-            name, x, y, args.batch_size, args.warmup_epochs, args.timed_epochs, args.steps_per_call
+            name,
+            x,
+            y,
+            args.batch_size,
+            args.warmup_epochs,
+            args.timed_epochs,
+            args.steps_per_call,
+            args.kernels,
         )
         # The peak again right after this space's epochs; with the one right before them (the last
         # space's "after", or the start's), MFU compares the two under the same drift: the VM's
@@ -303,10 +297,12 @@ def main() -> None:
         for key, value in overhead.items():
             table[key] = value
 
-    table["machine"] = hardware
+    for column, value in machine_row(peaks["float32"], precision).items():
+        table[column] = value
     table["command"] = " ".join([Path(sys.executable).name, *sys.argv])
     target = Path(args.output)
-    with pd.option_context("display.width", 250, "display.max_columns", 30):
+    print(f"machine: {table['machine'].iloc[0]}; commit {table['commit'].iloc[0]}", flush=True)
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
         print(table.drop(columns=["command", "machine"]).T.to_string(header=False))
     table.to_csv(target, index=False)
     print(f"written: {target}")

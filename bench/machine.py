@@ -1,0 +1,108 @@
+"""What every benchmark row carries: the commit, the machine (CPU, cores, measured conv peak), the
+date and the precision, and the one rule for merging rows from several invocations.
+
+A figure is only comparable with another measured on the same commit and the same machine: these
+VMs' float32 conv peak has measured 135 to 535 GFLOP/s from one session to the next.
+"""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+PEAK_SHAPES = ((64, 32, 128), (32, 32, 256), (16, 16, 512))  # (batch, size, channels)
+# Two measurements of the same machine's peak, minutes apart, differ by several percent (VM drift);
+# more than this and it is another machine (or another load on it).
+SAME_PEAK_TOLERANCE = 0.15
+MACHINE_COLUMNS = ["commit", "machine", "cpu", "cores", "float32_peak_gflop_per_s", "date", "precision"]
+
+
+def measure_conv_peak(
+    dtype: str = "float32", seconds_per_shape: float = 4.0, shapes=PEAK_SHAPES
+) -> tuple[float, tuple[int, int, int]]:
+    """GFLOP/s of the fastest of a few large 3x3 convolutions in `dtype`, and its shape."""
+    import tensorflow as tf
+
+    best, best_shape = 0.0, shapes[0]
+    for batch, size, channels in shapes:
+        images = tf.cast(tf.random.normal([batch, size, size, channels]), dtype)
+        kernel = tf.cast(tf.random.normal([3, 3, channels, channels]), dtype)
+        conv = tf.function(lambda x, k: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, k, 1, "SAME"), "float32")))
+        conv(images, kernel).numpy()  # trace and warm up
+        flops = 2.0 * batch * size * size * 9 * channels * channels
+        runs, started = [], time.perf_counter()
+        while time.perf_counter() - started < seconds_per_shape or len(runs) < 3:
+            begin = time.perf_counter()
+            conv(images, kernel).numpy()
+            runs.append(time.perf_counter() - begin)
+        rate = flops / min(runs) / 1e9
+        if rate > best:
+            best, best_shape = rate, (batch, size, channels)
+    return best, best_shape
+
+
+def describe_shape(shape: tuple[int, int, int]) -> str:
+    batch, size, channels = shape
+    return f"{batch}x{size}x{size}x{channels} -> {channels}"
+
+
+def git_commit() -> str:
+    """HEAD's short hash, with "-dirty" when tracked files differ from it (then no commit ran it)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def machine_row(float32_peak: float, precision: str) -> dict:
+    from search.hardware import cpu_count, cpu_model, detect_gpus
+
+    cpu, cores = cpu_model(), cpu_count()
+    gpus = detect_gpus()
+    machine = f"{cpu}, {cores} cores, float32 conv peak {float32_peak:.0f} GFLOP/s"
+    if gpus:
+        machine += f", GPU {', '.join(gpus)}"
+    return {
+        "commit": git_commit(),
+        "machine": machine,
+        "cpu": cpu,
+        "cores": cores,
+        "float32_peak_gflop_per_s": round(float32_peak, 1),
+        "date": datetime.date.today().isoformat(),
+        "precision": precision,
+    }
+
+
+def same_machine_and_commit(a: pd.Series, b: pd.Series) -> bool:
+    if a["commit"] != b["commit"] or a["cpu"] != b["cpu"] or int(a["cores"]) != int(b["cores"]):
+        return False
+    peak_a, peak_b = float(a["float32_peak_gflop_per_s"]), float(b["float32_peak_gflop_per_s"])
+    return abs(peak_a - peak_b) <= SAME_PEAK_TOLERANCE * max(peak_a, peak_b)
+
+
+def merge_rows(target: Path, table: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The new rows, plus earlier rows of `target` for other `key`s only when they ran on the same
+    commit and machine; rows from another commit or machine are dropped, not mixed in (git history
+    and CHANGELOG.md keep them)."""
+    if not target.is_file() or table.empty:
+        return table
+    earlier = pd.read_csv(target)
+    if not set(MACHINE_COLUMNS) <= set(earlier.columns):
+        print(f"{target}: earlier rows have no commit/machine columns; replacing them", flush=True)
+        return table
+    reference = table.iloc[0]
+    kept = earlier[
+        ~earlier[key].isin(table[key])
+        & earlier.apply(lambda row: same_machine_and_commit(row, reference), axis=1)
+    ]
+    dropped = len(earlier) - len(kept) - int(earlier[key].isin(table[key]).sum())
+    if dropped:
+        print(f"{target}: {dropped} earlier row(s) from another commit or machine dropped", flush=True)
+    return pd.concat([kept, table], ignore_index=True)
