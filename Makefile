@@ -15,14 +15,14 @@ REPORT_FLAGS ?= --time-budget 3m
 
 .PHONY: run test lint format clean
 
-$(VENV)/.run-deps: pyproject.toml
+$(VENV)/.run-deps: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -c requirements.lock -e .
 	touch $@
 
 $(VENV)/.test-deps: $(VENV)/.run-deps
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	touch $@
 
 run: $(VENV)/.run-deps

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from search.data.image_folder import IMAGE_SUFFIXES
+from search.data.image_folder import IMAGE_SUFFIXES, decode_image
 from search.errors import HyperCNNError
 
 
@@ -79,14 +78,8 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
 
 
 def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if image.size != (size[1], size[0]):
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise HyperCNNError(f"cannot read image {path} ({exc}); give a PNG or JPEG file") from None
+    """The image resized to the model's input (height, width); oversized or broken files refused."""
+    return decode_image(path, str(path), size)
 
 
 def load_model(path: str | Path) -> Classifier:
@@ -99,9 +92,15 @@ def load_model(path: str | Path) -> Classifier:
     if not path.is_file():
         raise HyperCNNError(f"model {path} does not exist; run 'hypercnn report RUN' to export one")
     description_file = path.with_name("model.json")
-    description = json.loads(description_file.read_text()) if description_file.is_file() else {}
     try:
-        model = keras.models.load_model(path)
+        description = json.loads(description_file.read_text()) if description_file.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HyperCNNError(
+            f"{description_file} is not valid JSON ({exc}); re-export with hypercnn report"
+        ) from None
+    try:
+        # safe_mode: a .keras file must not run code (Lambda layers' bytecode) when it is loaded.
+        model = keras.models.load_model(path, safe_mode=True)
     except Exception as exc:
         raise HyperCNNError(
             f"cannot load model {path} ({type(exc).__name__}); re-export it with hypercnn report"

@@ -82,11 +82,10 @@ def build_tuner(config: SearchConfig, loaded: LoadedData, overwrite: bool | None
     return HyperCNNTuner(config, hypermodel, overwrite=overwrite)
 
 
-def _prepare_run_folder(config: SearchConfig) -> RunFolder:
+def _check_run_folder(config: SearchConfig) -> RunFolder:
+    """Refuses to resume a different search; writes nothing (the data has not been checked yet)."""
     run = RunFolder(config.out)
-    if config.overwrite and run.path.exists():
-        shutil.rmtree(run.path)
-    if run.config.is_file():
+    if run.config.is_file() and not config.overwrite:
         previous = SearchConfig.load(run.path)
         changed = previous.same_search_as(config)
         if changed:
@@ -95,7 +94,6 @@ def _prepare_run_folder(config: SearchConfig) -> RunFolder:
                 "same flags, pass --overwrite to start afresh, or choose another --out"
             )
         print(f"resuming the search in {run.path} (finished trials are kept)", flush=True)
-    config.save(run.path)
     return run
 
 
@@ -103,9 +101,13 @@ def run_search(config: SearchConfig) -> SearchResult:
     """Run (or resume) a Hyperband search; returns when done, at the time budget, or on Ctrl-C."""
     started = time.time()
     deadline = started + config.time_budget_s if config.time_budget_s else None
-    run = _prepare_run_folder(config)
+    run = _check_run_folder(config)
     loaded = load_data(config)
     print(loaded.describe(), flush=True)
+    # Only once the data has loaded: bad data neither leaves a run folder behind nor wipes one.
+    if config.overwrite and run.path.exists():
+        shutil.rmtree(run.path)
+    config.save(run.path)
     acceleration = choose_acceleration(config)
     write_json(
         run.env,

@@ -18,8 +18,8 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
-from tensorflow.python import pywrap_tfe
 
+from search import compat
 from search.config import SearchConfig
 from search.runfolder import TUNER_PROJECT, RunFolder, error_line, trials_table, write_csv, write_json
 from search.timing import StepClock
@@ -31,10 +31,10 @@ LAST_CHECKPOINT = "checkpoint.last.weights.h5"
 
 # KerasTuner prints every failed trial's traceback; we print one line and keep the full
 # traceback in the trial's trial.json (and its last line in trials.csv).
-kt.src.config.DEBUG = False
+compat.silence_keras_tuner_tracebacks()
 
 
-class BudgetedHyperbandOracle(kt.oracles.HyperbandOracle):
+class BudgetedHyperbandOracle(compat.OracleHooks, kt.oracles.HyperbandOracle):
     """HyperbandOracle that stops handing out trials at a deadline and starts from the defaults."""
 
     deadline: float | None = None
@@ -46,11 +46,11 @@ class BudgetedHyperbandOracle(kt.oracles.HyperbandOracle):
             )
         return super().create_trial(tuner_id)
 
-    def _random_values(self) -> dict[str, Any] | None:
+    def propose_values(self) -> dict[str, Any] | None:
         # The very first trial uses every hyper-parameter's default: a configuration known to
         # train well, so even a search cut short by its budget ends no worse than the default.
-        if self._tried_so_far:
-            return super()._random_values()
+        if compat.oracle_has_tried_anything(self):
+            return self.random_values()
         hps = kt.HyperParameters()
         for hp in self.hyperparameters.space:
             hps.merge([hp])
@@ -120,7 +120,7 @@ class EpochRecorder(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class HyperCNNTuner(kt.Hyperband):
+class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
     """keras_tuner.Hyperband over a SpaceHyperModel, writing trials.csv as trials finish."""
 
     # Finished trials' models kept in memory (most recent first out), so that a promotion goes on
@@ -156,10 +156,9 @@ class HyperCNNTuner(kt.Hyperband):
             overwrite=config.overwrite if overwrite is None else overwrite,
         )
 
-    def _deepcopy_callbacks(self, callbacks: list) -> list:
+    def callbacks_to_share(self, callbacks: list) -> list:
         # KerasTuner deep-copies callbacks per execution; ours must stay the instances we read.
-        ours = [c for c in callbacks if isinstance(c, (StopAtDeadline, EpochRecorder, StepClock))]
-        return super()._deepcopy_callbacks([c for c in callbacks if c not in ours]) + ours
+        return [c for c in callbacks if isinstance(c, (StopAtDeadline, EpochRecorder, StepClock))]
 
     def last_checkpoint(self, trial_id: str) -> str:
         return str(self.run.tuner_dir / f"trial_{trial_id}" / LAST_CHECKPOINT)
@@ -168,31 +167,20 @@ class HyperCNNTuner(kt.Hyperband):
         """A promotion whose parent's compiled model is still in memory (it trains on, as is)."""
         return hp.values.get("tuner/trial_id") in self.live_models
 
-    @contextlib.contextmanager
-    def _keeping_live_kernels(self):
-        """Keras's clear_session and tf.random.set_seed each empty TensorFlow's whole kernel cache,
-        which holds the live models' compiled steps: a promotion then re-optimized its step (0.2 s
-        on its first step instead of 0.01, fast space). While live models exist, the cache is kept;
-        30 fresh trials measured the same memory either way. (Keras's layers draw stateless random
-        numbers, so no cached kernel carries a random state across the seeding.)"""
-        if not self.live_models:
-            yield
-            return
-        clear_caches = pywrap_tfe.TFE_ContextClearCaches
-        pywrap_tfe.TFE_ContextClearCaches = lambda handle: None
-        try:
-            yield
-        finally:
-            pywrap_tfe.TFE_ContextClearCaches = clear_caches
+    def _keeping_live_kernels(self) -> contextlib.AbstractContextManager:
+        """While live models exist, session clears and seeding keep TensorFlow's kernel cache (their
+        compiled steps); 30 fresh trials measured the same memory either way. (Keras's layers draw
+        stateless random numbers, so no cached kernel carries a random state across the seeding.)"""
+        return compat.keeping_tensorflow_kernel_cache(bool(self.live_models))
 
-    def _try_build(self, hp: kt.HyperParameters) -> keras.Model:
+    def build_trial_model(self, hp: kt.HyperParameters) -> keras.Model:
         """KerasTuner's build step with one garbage collection instead of two (its clear_session
         collects, then it collects again), and no session clear for a promotion that continues its
         parent's model in memory."""
         if not self.continues_live_model(hp):
             with self._keeping_live_kernels():
                 keras.backend.clear_session(free_memory=True)
-        model = self._build_hypermodel(hp)
+        model = self.build_or_continue(hp)
         if not isinstance(model, keras.Model):
             raise kt.errors.FatalTypeError(f"HyperModel.build() returned {type(model).__name__}, not a Model")
         if self.max_model_size and model.count_params() > self.max_model_size:
@@ -213,7 +201,15 @@ class HyperCNNTuner(kt.Hyperband):
         gc.unfreeze()
         super().on_search_end()
 
-    def _build_hypermodel(self, hp: kt.HyperParameters) -> keras.Model:
+    def search(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().search(*args, **kwargs)
+        finally:
+            # on_search_end runs only when the search ends normally; Ctrl-C or an error must not
+            # leave the process's objects frozen (never collected) either.
+            gc.unfreeze()
+
+    def build_or_continue(self, hp: kt.HyperParameters) -> keras.Model:
         """A promoted trial continues its parent: weights, optimizer moments and step count.
 
         KerasTuner's Hyperband reloads only the parent's best-epoch weights into a fresh optimizer,
@@ -226,13 +222,13 @@ class HyperCNNTuner(kt.Hyperband):
             stretch_schedule(model, hp.values["tuner/epochs"], self.hypermodel.data.steps_per_epoch)
             self._continued_from = "memory"
             return model
-        model = kt.Tuner._build_hypermodel(self, hp)  # not Hyperband's: it would reload best weights
+        model = self.stock_build(hp)
         if parent is None:
             return model
         self._continued_from = "checkpoint"
         checkpoint = self.last_checkpoint(parent)
         if not os.path.exists(checkpoint):  # parent from an older run: fall back to KerasTuner's
-            checkpoint = self._get_checkpoint_fname(parent)
+            checkpoint = self.best_epoch_checkpoint(parent)
         if not model.optimizer.built:  # load_weights restores the optimizer's variables into these
             model.optimizer.build(model.trainable_variables)
         model.load_weights(checkpoint)
@@ -261,7 +257,7 @@ class HyperCNNTuner(kt.Hyperband):
         self._seed(trial)
         deadline = StopAtDeadline(self.deadline)
         recorder = EpochRecorder(
-            self.last_checkpoint(trial.trial_id), self._get_checkpoint_fname(trial.trial_id)
+            self.last_checkpoint(trial.trial_id), self.best_epoch_checkpoint(trial.trial_id)
         )
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), deadline, recorder, clock]
         self._continued_from = None

@@ -13,6 +13,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from search import compat
+
 
 def _fusable(gradient) -> bool:
     return keras.backend.backend() == "tensorflow" and not isinstance(gradient, tf.IndexedSlices)
@@ -25,7 +27,7 @@ class FusedSGD(keras.optimizers.SGD):
     def update_step(self, gradient, variable, learning_rate):
         if self.momentum == 0 or not _fusable(gradient):
             return super().update_step(gradient, variable, learning_rate)
-        momentum = self.momentums[self._get_variable_index(variable)]
+        momentum = compat.optimizer_slot(self, "momentums", variable)
         dtype = variable.dtype
         # accum = momentum * accum - lr * grad; var += accum (Nesterov: momentum * accum - lr * grad)
         tf.raw_ops.ResourceApplyKerasMomentum(
@@ -45,15 +47,14 @@ class FusedAdamW(keras.optimizers.AdamW):
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad or not _fusable(gradient):
             return super().update_step(gradient, variable, learning_rate)
-        index = self._get_variable_index(variable)
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         # m, v: moving moments; var -= lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + eps)
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle,
-            m=self._momentums[index].handle,
-            v=self._velocities[index].handle,
+            m=compat.optimizer_slot(self, "_momentums", variable).handle,
+            v=compat.optimizer_slot(self, "_velocities", variable).handle,
             beta1_power=tf.pow(beta_1, step),
             beta2_power=tf.pow(beta_2, step),
             lr=tf.cast(learning_rate, dtype),

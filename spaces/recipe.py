@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from search import compat
 from spaces import layers as spaces_layers
 from spaces.augment import CUTOUT_AREA, Augmentation
 from spaces.optimizers import FusedAdamW, FusedSGD
@@ -148,8 +149,7 @@ def learning_rate_schedule(
 
 def stretch_schedule(model: keras.Model, epochs: int, steps_per_epoch: int) -> None:
     """Make a compiled model's schedule end after `epochs` epochs (a promoted trial's new total)."""
-    # Keras keeps the schedule object in the optimizer's _learning_rate; .learning_rate is its value.
-    schedule = model.optimizer._learning_rate
+    schedule = compat.learning_rate_schedule(model.optimizer)
     if not isinstance(schedule, WarmupCosine):
         raise TypeError(f"expected a WarmupCosine schedule, got {type(schedule).__name__}")
     schedule.set_total_steps(epochs * steps_per_epoch)
@@ -230,7 +230,7 @@ def compile_model(
     # Likewise the accuracy metric's variables: Keras makes them in the first training step, and a
     # tf.function whose first trace creates variables traces itself a second time. Made now (1 ms),
     # each new trial's training step is traced once: 0.15 instead of 0.31 s (fast space, 2 cores).
-    model._compile_metrics.build(keras.KerasTensor(model.outputs[0].shape), model.outputs[0])
+    compat.build_compile_metrics(model)
 
 
 def steps_per_epoch(train_size: int, batch_size: int) -> int:

@@ -6,6 +6,7 @@ One wrapping folder (like cifar10/ in cifar10/train/cat/0001.jpg) is looked thro
 from __future__ import annotations
 
 import io
+import warnings
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from search.data import limits
 from search.data.source import RawData
 from search.data.validate import check_same_image_size
 from search.errors import HyperCNNError
@@ -71,14 +73,39 @@ def _layout(paths: list[PurePosixPath], where: str) -> dict[str, dict[str, list[
     return layout
 
 
-def _decode(read: Callable[[str], bytes], name: str) -> np.ndarray:
+def decode_image(content: bytes | Path, name: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB uint8 pixels of a PNG/JPEG file, refusing oversized images from their header, before
+    decoding; `size` (height, width) resizes it."""
+    source = io.BytesIO(content) if isinstance(content, bytes) else content
     try:
-        with Image.open(io.BytesIO(read(name))) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        with warnings.catch_warnings():
+            # Pillow warns, then raises, on images past its own bomb limit: both are refusals here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                width, height = image.size  # from the header: nothing decoded yet
+                if width * height > limits.MAX_IMAGE_PIXELS:
+                    raise HyperCNNError(
+                        f"image {name} is {width}x{height} pixels, over the limit of "
+                        f"{limits.MAX_IMAGE_PIXELS:,}; resize it or remove it from the data"
+                    )
+                image = image.convert("RGB")
+                if size is not None and image.size != (size[1], size[0]):
+                    image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                return np.asarray(image, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise HyperCNNError(f"image {name} is a decompression bomb ({exc}); remove it") from None
+    except UnidentifiedImageError:
+        raise HyperCNNError(
+            f"cannot decode image {name}: not a PNG or JPEG file; replace or delete it"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise HyperCNNError(
             f"cannot decode image {name} ({type(exc).__name__}: {exc}); replace or delete that file"
         ) from None
+
+
+def _decode(read: Callable[[str], bytes], name: str) -> np.ndarray:
+    return decode_image(read(name), name)
 
 
 def _load(kind: str, where: str, names: list[str], read: Callable[[str], bytes]) -> RawData:
@@ -116,14 +143,54 @@ def load_image_zip(path: Path) -> RawData:
     except (zipfile.BadZipFile, OSError) as exc:
         raise HyperCNNError(f"{path} is not a readable zip ({exc}); re-create or re-download it") from None
     with archive:
-        names = sorted(n for n in archive.namelist() if not n.endswith("/") and _is_image(PurePosixPath(n)))
+        members = [m for m in archive.infolist() if not m.is_dir() and _is_image(PurePosixPath(m.filename))]
+        check_zip_members(members, archive, path.name)
+        members.sort(key=lambda m: m.filename)
         # zipfile handles are not thread-safe for concurrent reads; read bytes first, decode in threads
         blobs = {}
         try:
-            for name in names:
-                blobs[name] = archive.read(name)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            for member in members:
+                with archive.open(member) as stream:
+                    # Never more than the central directory declared, whatever the data inflates to.
+                    blobs[member.filename] = stream.read(member.file_size + 1)[: member.file_size + 1]
+                if len(blobs[member.filename]) > member.file_size:
+                    raise HyperCNNError(
+                        f"{member.filename} in {path.name} inflates past its declared size; the zip is "
+                        "corrupt or hostile: re-create it"
+                    )
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
             raise HyperCNNError(
-                f"cannot read {name} from {path.name} ({exc}); the zip is corrupt: re-create it"
+                f"cannot read {member.filename} from {path.name} ({exc}); the zip is corrupt: re-create it"
             ) from None
-    return _load("image zip", path.name, names, blobs.__getitem__)
+    return _load("image zip", path.name, sorted(blobs), blobs.__getitem__)
+
+
+def check_zip_members(members: list[zipfile.ZipInfo], archive: zipfile.ZipFile, where: str) -> None:
+    """From the central directory, before anything is read: count, sizes, compression ratio and
+    encryption, each against search.data.limits."""
+    if len(archive.infolist()) > limits.MAX_ZIP_MEMBERS:
+        raise HyperCNNError(
+            f"{where} has {len(archive.infolist()):,} members, over the limit of {limits.MAX_ZIP_MEMBERS:,}; "
+            "split the data set into several archives or unpack it into a folder"
+        )
+    total = 0
+    for member in members:
+        if member.flag_bits & 0x1:
+            raise HyperCNNError(f"{member.filename} in {where} is encrypted; give an unencrypted zip")
+        if member.file_size > limits.MAX_MEMBER_BYTES:
+            raise HyperCNNError(
+                f"{member.filename} in {where} unpacks to {member.file_size:,} bytes, over the "
+                f"{limits.MAX_MEMBER_BYTES:,}-byte limit for one image; remove it"
+            )
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > limits.MAX_COMPRESSION_RATIO * max(member.compress_size, 1) + 2**16:
+            raise HyperCNNError(
+                f"{member.filename} in {where} inflates {ratio:,.0f}x "
+                "(a zip bomb, not an image file); remove it"
+            )
+        total += member.file_size
+    if total > limits.MAX_TOTAL_BYTES:
+        raise HyperCNNError(
+            f"{where}'s images unpack to {total:,} bytes, over the {limits.MAX_TOTAL_BYTES:,}-byte limit; "
+            "use a subset of the data"
+        )

@@ -15,6 +15,12 @@ from sklearn.metrics import ConfusionMatrixDisplay
 CORRECT, WRONG = "#1a7f37", "#cf222e"
 
 
+def literal(text: object) -> str:
+    """Text from the data (a class name like `$\\x$`) shown as written: matplotlib would parse a pair
+    of dollar signs as math text, and fail on what is not valid math."""
+    return str(text).replace("$", r"\$")
+
+
 def to_png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -34,6 +40,7 @@ def sample_grid_figure(
     columns = len(class_names)
     figure = Figure(figsize=(1.25 * columns, 1.4 * per_class + 0.3))
     axes = figure.subplots(per_class, columns, squeeze=False)
+    class_names = [literal(name) for name in class_names]
     for column, name in enumerate(class_names):
         indices = np.flatnonzero(labels == column)
         chosen = rng.choice(indices, size=min(per_class, len(indices)), replace=False) if len(indices) else []
@@ -89,7 +96,7 @@ def curves_figure(search: dict[str, list[float]], retrain: dict[str, list[float]
 def confusion_matrix_figure(matrix: list[list[int]], class_names: list[str]) -> bytes:
     figure = Figure(figsize=(0.55 * len(class_names) + 3, 0.55 * len(class_names) + 2.5))
     axis = figure.subplots()
-    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names).plot(
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=[literal(n) for n in class_names]).plot(
         ax=axis, cmap="Blues", colorbar=False, xticks_rotation=45
     )
     axis.set_title("test split: true vs predicted")

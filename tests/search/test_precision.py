@@ -19,7 +19,7 @@ def test_each_trial_build_keeps_the_chosen_precision(tmp_path: Path, tiny_npz: P
         for _ in range(2):
             # KerasTuner's own build step: it clears the Keras session (and with it the global
             # dtype policy) before building each trial's model.
-            model = tuner._try_build(kt.HyperParameters())
+            model = tuner.build_trial_model(kt.HyperParameters())
             assert model.dtype_policy.name == "mixed_bfloat16"
             conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
             assert conv.compute_dtype == "bfloat16" and conv.variable_dtype == "float32"

@@ -1,0 +1,94 @@
+"""search/compat.py holds every internal of KerasTuner, Keras and TensorFlow that HyperCNN uses.
+
+These tests fail at once when a library upgrade renames or re-signs one of them, when the installed
+versions are not the ones they were checked against, or when an internal is used anywhere else.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from importlib import metadata
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import pytest
+
+from search import compat
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_FILES = sorted((ROOT / "search").rglob("*.py")) + sorted((ROOT / "spaces").rglob("*.py"))
+
+
+@pytest.mark.parametrize(("package", "version"), sorted(compat.CHECKED_VERSIONS.items()))
+def test_installed_versions_are_the_checked_ones(package: str, version: str) -> None:
+    assert metadata.version(package) == version, f"re-check search/compat.py against {package}"
+
+
+def test_every_internal_name_exists_with_its_signature() -> None:
+    for owner, name, parameters in compat.internal_names():
+        assert hasattr(owner, name), f"{getattr(owner, '__name__', owner)}.{name} is gone"
+        if parameters is not None:
+            found = list(inspect.signature(getattr(owner, name)).parameters)
+            assert found == parameters, f"{owner.__name__}.{name}{found}: expected {parameters}"
+
+
+def test_instance_internals_exist_on_real_objects() -> None:
+    from spaces.optimizers import FusedAdamW, FusedSGD
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
+    model.compile(optimizer=FusedSGD(schedule, momentum=0.9), loss="mse", metrics=["accuracy"])
+    compat.build_compile_metrics(model)
+    assert isinstance(
+        compat.learning_rate_schedule(model.optimizer), keras.optimizers.schedules.ExponentialDecay
+    )
+    model.optimizer.build(model.trainable_variables)
+    kernel = model.trainable_variables[0]
+    assert compat.optimizer_slot(model.optimizer, "momentums", kernel).shape == kernel.shape
+    adamw = FusedAdamW(0.01)
+    adamw.build(model.trainable_variables)
+    for slots in ("_momentums", "_velocities"):
+        assert compat.optimizer_slot(adamw, slots, kernel).shape == kernel.shape
+    oracle = kt.oracles.HyperbandOracle(objective="val_loss", max_epochs=2)
+    assert compat.oracle_has_tried_anything(oracle) is False
+
+
+def _defined_private_names() -> set[str]:
+    """Underscore names HyperCNN defines itself (methods, functions, attributes it assigns)."""
+    names = set()
+    for path in PACKAGE_FILES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name.startswith("_"):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+    return names
+
+
+def test_no_internal_is_used_outside_compat() -> None:
+    ours = _defined_private_names()
+    offenders = []
+    for path in PACKAGE_FILES:
+        if path.name == "compat.py":
+            continue
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Attribute):
+                name = node.attr
+                private = name.startswith("_") and not name.startswith("__") and name not in ours
+                if private or name == "src":  # kt.src, keras.src: the libraries' private trees
+                    offenders.append(f"{where} .{name}")
+            elif isinstance(node, ast.ImportFrom | ast.Import):
+                modules = (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                )
+                for module in modules:
+                    if module.startswith(("tensorflow.python", "keras.src", "keras_tuner.src")):
+                        offenders.append(f"{where} import {module}")
+    # numpy._core names appear in cifar_pickles only as strings (an allow-list of pickled classes).
+    assert offenders == [], offenders
