@@ -1,0 +1,83 @@
+"""How commands start (no TensorFlow for config and --help, no TensorFlow chatter) and how a search
+leaves the process when it is interrupted."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from search import run_search
+from spaces import register_space
+from spaces.cnn import ClassicCNN
+from tests.conftest import quick_search_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "HYPERCNN_VERBOSE")}
+    return subprocess.run(
+        [sys.executable, *(["-c", code] if code else []), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_config_validation_and_help_import_no_tensorflow() -> None:
+    code = """
+import sys
+from search import SearchConfig
+from search.cli import main
+config = SearchConfig.create(data="x.npz", space="resnet", time_budget_s="5m", val_size="0.2")
+for argv in (["--help"], ["search", "--help"], ["report", "--help"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "keras_tuner"})
+print("LOADED", loaded, file=sys.stderr)
+"""
+    result = python(code)
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stderr, result.stderr[-500:]
+
+
+def test_commands_start_without_tensorflow_chatter_unless_verbose() -> None:
+    quiet = python("", "-m", "search", "spaces")
+    assert quiet.returncode == 0 and "fast:" in quiet.stdout
+    assert quiet.stderr == "", quiet.stderr
+    verbose = python("", "-m", "search", "--verbose", "spaces")
+    assert verbose.returncode == 0 and verbose.stderr.strip(), "--verbose shows TensorFlow's own lines"
+
+
+class InterruptedSpace(ClassicCNN):
+    """The classic CNN, whose second trial is interrupted as by Ctrl-C."""
+
+    description = "test only: Ctrl-C in the second trial"
+    fits = 0
+
+    def fit(self, hp, model, *args, **kwargs):
+        InterruptedSpace.fits += 1
+        if InterruptedSpace.fits == 2:
+            raise KeyboardInterrupt
+        return super().fit(hp, model, *args, **kwargs)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_trials_and_unfreezes_the_garbage_collector(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    register_space("interrupted-test-space")(InterruptedSpace)
+    result = run_search(quick_search_config(tmp_path, tiny_npz, space="interrupted-test-space"))
+    assert gc.get_freeze_count() == 0, "the search froze the process's objects and left them frozen"
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
+    assert result.completed == 1 and trials.loc[0, "status"] == "COMPLETED"
