@@ -1,0 +1,184 @@
+"""README's benchmark tables, generated from results/bench_*.csv: no figure is typed by hand.
+
+Each table sits in README.md between `<!-- table:NAME -->` and `<!-- /table:NAME -->`, where NAME is
+the CSV's stem; this script rewrites what lies between, with the machine, commit, date and command
+that every row of the CSV carries.
+
+    .venv/bin/python bench/tables.py           # rewrite README.md
+    .venv/bin/python bench/tables.py --check   # exit 1 if README.md is not what the CSVs say
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "results"
+
+SYSTEM_NAMES = {
+    "hypercnn": "HyperCNN (defaults: `fast` space, 40 % search, the rest retrains the winner)",
+    "default_only": "HyperCNN's default configuration trained for the whole budget (no search)",
+    "handwritten_cnn": "hand-written Keras CNN (conv-pool-dropout, L2, Adam, best-validation weights)",
+    "keras_tuner_hyperresnet": "stock KerasTuner `Hyperband` over `HyperResNet` (max_epochs 9, factor 3)",
+    "autokeras": "AutoKeras 3.0 `ImageClassifier`",
+}
+
+
+def _percent(value: object) -> str:
+    return "" if pd.isna(value) else f"{100 * float(value):.2f} %"
+
+
+def _number(value: object, digits: int = 1) -> str:
+    if pd.isna(value):
+        return ""
+    return f"{float(value):,.{digits}f}"
+
+
+def _integer(value: object) -> str:
+    return "" if pd.isna(value) else f"{int(value):,}"
+
+
+def provenance(table: pd.DataFrame, extra: str = "") -> str:
+    """The one line that says where every row of the table was measured."""
+    first = table.iloc[0]
+    commands = " ; ".join(f"`{c}`" for c in dict.fromkeys(table["command"].dropna()))
+    return (
+        f"Measured at commit `{first['commit']}` on {first['date']}, on {first['machine']}{extra}. "
+        f"Command: {commands}."
+    )
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def search_quality_table(table: pd.DataFrame) -> str:
+    best_peer = table[~table["system"].isin(["hypercnn", "default_only"])]["test_accuracy"].max()
+    rows = []
+    for row in table.itertuples():
+        accuracy = _percent(row.test_accuracy)
+        if row.system == "hypercnn" and accuracy:
+            accuracy = f"**{accuracy}**"
+        rows.append(
+            [
+                SYSTEM_NAMES.get(row.system, row.system),
+                accuracy,
+                _percent(row.val_accuracy),
+                _integer(row.trials),
+                _integer(row.epochs),
+                _number(row.wall_seconds, 0),
+                str(row.precision) if not pd.isna(row.precision) else "",
+                "" if pd.isna(row.note) else str(row.note),
+            ]
+        )
+    lead = ""
+    ours = table.loc[table["system"] == "hypercnn", "test_accuracy"]
+    if len(ours) and not pd.isna(best_peer) and not pd.isna(ours.iloc[0]):
+        lead = f" HyperCNN's lead over the best peer: {100 * (ours.iloc[0] - best_peer):+.2f} points."
+    budget = _number(table["budget_seconds"].iloc[0], 0)
+    header = ["system", "test accuracy", "validation", "trials", "epochs", "wall s", "precision", "note"]
+    return provenance(table, f", {budget} s per system") + lead + "\n\n" + markdown(header, rows)
+
+
+def throughput_table(table: pd.DataFrame) -> str:
+    rows = [
+        [
+            f"`{row.space}`",
+            _number(row.train_mflop_per_image),
+            _number(row.plain_same_precision_images_per_s),
+            _number(row.plain_float32_images_per_s),
+            _number(row.hypercnn_images_per_s),
+            f"**{float(row.speedup_same_precision):.2f}x**",
+            f"{float(row.speedup_vs_float32):.2f}x",
+            _number(row.hypercnn_gflop_per_s),
+            _percent(row.mfu_vs_measured_peak),
+            str(row.kernels),
+        ]
+        for row in table.itertuples()
+    ]
+    first = table.iloc[0]
+    extra = (
+        f"; HyperCNN in {first['precision']}, MFU against the {first['peak_dtype']} conv peak measured "
+        "right before and after each space's epochs"
+    )
+    header = [
+        "space (defaults)",
+        "training MFLOP / image",
+        f"plain `model.fit`, {first['precision']} img/s",
+        "plain `model.fit`, float32 img/s",
+        "HyperCNN img/s",
+        "speedup, same precision",
+        "speedup vs float32",
+        "GFLOP/s",
+        "MFU",
+        "kernels (chosen by spaces.kernels)",
+    ]
+    return provenance(table, extra) + "\n\n" + markdown(header, rows)
+
+
+def flip_averaging_table(table: pd.DataFrame) -> str:
+    rows = [
+        [
+            str(row.configuration),
+            _integer(row.train_images),
+            _integer(row.validation_images),
+            _percent(row.val_accuracy_alone),
+            _percent(row.val_accuracy_flip_averaged),
+            f"{float(row.gain_points):+.2f}",
+        ]
+        for row in table.itertuples()
+    ]
+    header = ["configuration", "train images", "validation images", "alone", "flip-averaged", "gain, points"]
+    return provenance(table) + "\n\n" + markdown(header, rows)
+
+
+RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
+    "bench_search_quality": search_quality_table,
+    "bench_throughput": throughput_table,
+    "bench_flip_averaging": flip_averaging_table,
+}
+
+
+def render_readme(readme: str) -> str:
+    for name, render in RENDERERS.items():
+        csv = RESULTS / f"{name}.csv"
+        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.DOTALL)
+        if not pattern.search(readme):
+            continue
+        body = (
+            render(pd.read_csv(csv))
+            if csv.is_file()
+            else f"No results yet: `{csv.relative_to(ROOT)}` is missing."
+        )
+        readme = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), readme)
+    return readme
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the CSVs")
+    args = parser.parse_args()
+    current = README.read_text()
+    rendered = render_readme(current)
+    if args.check:
+        if rendered != current:
+            print(
+                "README.md's tables differ from results/*.csv; run: python bench/tables.py", file=sys.stderr
+            )
+            sys.exit(1)
+        return
+    README.write_text(rendered)
+    print(f"written: {README}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""README.md's benchmark tables are what bench/tables.py generates from results/*.csv: none typed."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tables_module():
+    spec = importlib.util.spec_from_file_location("bench_tables", ROOT / "bench" / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_tables_are_generated_from_the_csvs() -> None:
+    tables = load_tables_module()
+    readme = (ROOT / "README.md").read_text()
+    for name in tables.RENDERERS:
+        assert f"<!-- table:{name} -->" in readme, f"README.md has no place for {name}"
+    assert tables.render_readme(readme) == readme, "run: python bench/tables.py"
+
+
+def test_every_benchmark_row_names_its_commit_and_machine() -> None:
+    for csv in sorted((ROOT / "results").glob("bench_*.csv")):
+        table = pd.read_csv(csv)
+        for column in ("commit", "machine", "cpu", "cores", "float32_peak_gflop_per_s", "date", "precision"):
+            assert column in table.columns and table[column].notna().all(), f"{csv.name}: {column}"
+        # One table, one commit and one machine.
+        assert table["commit"].nunique() == 1 and table["cpu"].nunique() == 1, csv.name
