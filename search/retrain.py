@@ -81,7 +81,7 @@ def retrain_epochs(
     # Two passes over the test images (evaluation, reload check), each about a third of a train step.
     after = AFTER_TRAINING_SECONDS + fixed + 2 * test_images * seconds_per_image / 3
     # A margin for a shared machine whose speed drifts by tens of percent.
-    usable = budget_s
+    usable = RETRAIN_BUDGET_MARGIN * budget_s - after
     return max(1, min(MAX_RETRAIN_EPOCHS, int(usable / (seconds_per_image * images))))
 
 

@@ -197,7 +197,10 @@ SEARCH_CASES: dict[str, tuple[Callable[..., str], tuple[str, ...]]] = {
     ),
     "zip: not a zip": (lambda t, m: garbage_file(t, "d.zip"), ("not a readable zip",)),
     "zip: truncated": (lambda t, m: truncated_zip(t), ("zip",)),
-    "zip: encrypted member": (lambda t, m: zip_with_encrypted_member(t), ("is encrypted",)),
+    "zip: encrypted member": (
+        lambda t, m: zip_with_encrypted_member(t),
+        ("is encrypted", "give an unencrypted zip"),
+    ),
     "zip: member declared over the size limit": (
         lambda t, m: zip_declaring_a_huge_member(t),
         ("limit for one image",),
