@@ -141,10 +141,27 @@ def flip_averaging_table(table: pd.DataFrame) -> str:
     return provenance(table) + "\n\n" + markdown(header, rows)
 
 
+def internals_table(table: pd.DataFrame) -> str:
+    rows = [
+        [
+            str(row.internal),
+            _number(row.with_ms),
+            _number(row.without_ms),
+            f"{float(row.ratio):.2f}",
+            str(row.verdict),
+        ]
+        for row in table.itertuples()
+    ]
+    header = ["internal (search/compat.py)", "with, ms", "without, ms", "ratio", "verdict"]
+    extra = f"; medians of {int(table['repeats'].iloc[0])} interleaved repeats each"
+    return provenance(table, extra) + "\n\n" + markdown(header, rows)
+
+
 RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_search_quality": search_quality_table,
     "bench_throughput": throughput_table,
     "bench_flip_averaging": flip_averaging_table,
+    "bench_internals": internals_table,
 }
 
 

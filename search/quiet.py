@@ -72,6 +72,9 @@ def load_tensorflow(verbose: bool | None = None) -> ModuleType:
         gpus = tf.config.list_physical_devices("GPU")  # the cuInit chatter is printed here
     if verbose and captured[0]:
         sys.stderr.write(captured[0])
+    if not verbose:
+        # TensorFlow's Python-side warnings (retracing notes and the like) go through its logger.
+        tf.get_logger().setLevel("ERROR")
     if gpu_hardware_present() and not gpus:
         hint = next((line.strip() for line in captured[0].splitlines() if "cuda" in line.lower()), "")
         hint = f" (TensorFlow said: {hint})" if hint else ""
