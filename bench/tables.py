@@ -113,7 +113,7 @@ def throughput_table(table: pd.DataFrame) -> str:
     header = [
         "space (defaults)",
         "training MFLOP / image",
-        f"plain `model.fit`, {first['precision']} img/s",
+        f"plain `model.fit`, same precision ({first['precision']}) img/s",
         "plain `model.fit`, float32 img/s",
         "HyperCNN img/s",
         "speedup, same precision",
@@ -168,7 +168,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
 def render_readme(readme: str) -> str:
     for name, render in RENDERERS.items():
         csv = RESULTS / f"{name}.csv"
-        pattern = re.compile(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table:{name} -->)", re.DOTALL)
+        pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.DOTALL)
         if not pattern.search(readme):
             continue
         body = (
@@ -176,7 +176,7 @@ def render_readme(readme: str) -> str:
             if csv.is_file()
             else f"No results yet: `{csv.relative_to(ROOT)}` is missing."
         )
-        readme = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), readme)
+        readme = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), readme)
     return readme
 
 
