@@ -125,7 +125,8 @@ def test_time_budget_cuts_the_running_trial_and_resume_keeps_it(tmp_path: Path, 
     cut = trials.iloc[0]
     record = json.loads((tmp_path / "run" / "tuner" / f"trial_{cut.trial_id}" / "hypercnn.json").read_text())
     assert record["status_note"] == "CUT_BY_BUDGET" and 1 <= record["train_steps"] < 20 * cut["epochs"]
-    assert cut["epochs_trained"] >= 1 and 0.0 < cut["val_accuracy"] <= 1.0  # validated and kept
+    # Validated and kept: the partial epoch has a validation score (any value, a few steps in).
+    assert cut["epochs_trained"] >= 1 and pd.notna(cut["val_accuracy"]) and 0.0 <= cut["val_accuracy"] <= 1.0
 
     # Resumed at full speed with no budget: the search finishes and the cut trial is not trained again.
     SlowSpace.seconds_per_step = 0.0
