@@ -17,8 +17,9 @@ from pathlib import Path
 from types import ModuleType
 
 VERBOSE_ENV_VAR = "HYPERCNN_VERBOSE"
-# /dev/nvidia0 is the first NVIDIA GPU's device node; /proc/driver/nvidia lists the driver's GPUs.
-GPU_DEVICE_NODES = (Path("/dev/nvidia0"), Path("/proc/driver/nvidia/gpus"))
+# The first NVIDIA GPU's device node, and the driver's list of GPUs.
+NVIDIA_DEVICE_NODE = Path("/dev/nvidia0")
+NVIDIA_DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
 def verbose_requested() -> bool:
@@ -52,8 +53,8 @@ def _captured_fd2():
 
 def gpu_hardware_present() -> bool:
     """An NVIDIA GPU visible to the operating system, whether or not TensorFlow can use it."""
-    nodes = GPU_DEVICE_NODES[1]
-    return GPU_DEVICE_NODES[0].exists() or (nodes.is_dir() and any(nodes.iterdir()))
+    listed = NVIDIA_DRIVER_GPUS.is_dir() and any(NVIDIA_DRIVER_GPUS.iterdir())
+    return NVIDIA_DEVICE_NODE.exists() or listed
 
 
 def load_tensorflow(verbose: bool | None = None) -> ModuleType:

@@ -152,7 +152,7 @@ def load_image_zip(path: Path) -> RawData:
             for member in members:
                 with archive.open(member) as stream:
                     # Never more than the central directory declared, whatever the data inflates to.
-                    blobs[member.filename] = stream.read(member.file_size + 1)[: member.file_size + 1]
+                    blobs[member.filename] = stream.read(member.file_size + 1)
                 if len(blobs[member.filename]) > member.file_size:
                     raise HyperCNNError(
                         f"{member.filename} in {path.name} inflates past its declared size; the zip is "
@@ -168,9 +168,10 @@ def load_image_zip(path: Path) -> RawData:
 def check_zip_members(members: list[zipfile.ZipInfo], archive: zipfile.ZipFile, where: str) -> None:
     """From the central directory, before anything is read: count, sizes, compression ratio and
     encryption, each against search.data.limits."""
-    if len(archive.infolist()) > limits.MAX_ZIP_MEMBERS:
+    count = len(archive.infolist())
+    if count > limits.MAX_ZIP_MEMBERS:
         raise HyperCNNError(
-            f"{where} has {len(archive.infolist()):,} members, over the limit of {limits.MAX_ZIP_MEMBERS:,}; "
+            f"{where} has {count:,} members, over the limit of {limits.MAX_ZIP_MEMBERS:,}; "
             "split the data set into several archives or unpack it into a folder"
         )
     total = 0

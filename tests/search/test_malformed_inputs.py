@@ -58,7 +58,7 @@ def patch_zip_member(
 ) -> None:
     """Rewrite a member's central-directory entry (flags, declared uncompressed size) in place."""
     data = bytearray(path.read_bytes())
-    central = data.find(b"PK\x01\x02" + b"\x00" * 0)  # first central-directory entry
+    central = data.find(b"PK\x01\x02")  # the first central-directory entry
     while central != -1:
         name_length = struct.unpack_from("<H", data, central + 28)[0]
         if data[central + 46 : central + 46 + name_length].decode() == member:
