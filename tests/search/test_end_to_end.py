@@ -29,6 +29,22 @@ def hypercnn(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+def report_budget(run: Path, epochs: int = 8) -> float:
+    """Wall time for a report whose retrain fits about `epochs` epochs of the winner at the search's
+    own pace. The winner differs in cost by 10x between runs (the `cnn` space's widths), so a fixed
+    budget fit 20 epochs of one winner and 1 epoch of another."""
+    from search.retrain import AFTER_TRAINING_SECONDS, RETRAIN_BUDGET_MARGIN
+
+    board = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    done = board[board["status"] == "COMPLETED"]
+    best = done.sort_values(["val_accuracy", "trial_id"], ascending=[False, True]).iloc[0]
+    record = json.loads((run / "tuner" / f"trial_{best.trial_id}" / "hypercnn.json").read_text())
+    # 200 train+validation images against the trial's 160 training images.
+    per_epoch = record["train_seconds"] / record["epochs_trained"] * 200 / 160
+    fixed = record["setup_seconds"] + record["trace_seconds"]
+    return (AFTER_TRAINING_SECONDS + fixed + epochs * per_epoch) / RETRAIN_BUDGET_MARGIN + 5
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_npz: Path) -> Path:
     run = tmp_path_factory.mktemp("e2e") / "run"
@@ -50,7 +66,7 @@ def finished_run(tmp_path_factory, tiny_npz: Path) -> Path:
     )
     assert "[trial 0000]" in search.stdout and "search finished" in search.stdout
     # A 1-2 epoch retrain of 200 images is a handful of steps; the budget trains it for real.
-    report = hypercnn("report", str(run), "--time-budget", "30s")
+    report = hypercnn("report", str(run), "--time-budget", f"{report_budget(run):.0f}s")
     assert "test accuracy" in report.stdout
     return run
 
@@ -177,7 +193,7 @@ def test_report_with_a_time_budget_ends_inside_it(finished_run: Path, tmp_path: 
     shutil.copytree(finished_run, run)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "out": str(run)}))
-    budget = 40.0
+    budget = report_budget(run)
     started = time.time()
     make_report(run, retrain=True, time_budget_s=budget)
     elapsed = time.time() - started
