@@ -90,7 +90,6 @@ def main() -> None:
         "gain_points": round(100 * (scores[True] - scores[False]), 2),
         "train_seconds": round(seconds, 1),
         **machine_row(peak, precision),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     target = Path(args.output)
     table = merge_rows(target, pd.DataFrame([row]), key="configuration")

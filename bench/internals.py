@@ -154,7 +154,6 @@ def main() -> None:
     table = pd.DataFrame(rows)
     for column, value in machine_row(peak, acceleration.precision).items():
         table[column] = value
-    table["command"] = " ".join([Path(sys.executable).name, *sys.argv])
     target = Path(args.output)
     merge_rows(target, table, key="internal").to_csv(target, index=False)
     print(f"written: {target}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def git_commit() -> str:
 
 
 def machine_row(float32_peak: float, precision: str) -> dict:
+    """The columns every benchmark row carries: commit, machine, date, precision and this command."""
     from search.hardware import cpu_count, cpu_model, detect_gpus
 
     cpu, cores = cpu_model(), cpu_count()
@@ -77,6 +79,7 @@ def machine_row(float32_peak: float, precision: str) -> dict:
         "float32_peak_gflop_per_s": round(float32_peak, 1),
         "date": datetime.date.today().isoformat(),
         "precision": precision,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
 
 

@@ -324,7 +324,6 @@ def main() -> None:
     peak, _ = measure_conv_peak("float32")
     machine = machine_row(peak, precision="")
     print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
-    command = " ".join([Path(sys.executable).name, *sys.argv])
     rows = []
     for system in args.systems.split(","):
         print(f"=== {system}: {args.budget:.0f} s budget", flush=True)
@@ -368,7 +367,6 @@ def main() -> None:
     for column, value in machine.items():
         if column != "precision":
             table[column] = value
-    table["command"] = command
     target = Path(args.output)
     # A partial re-run replaces its systems' rows; it keeps the others only from the same commit
     # and machine, so that every table compares systems measured side by side.

@@ -299,7 +299,6 @@ def main() -> None:
 
     for column, value in machine_row(peaks["float32"], precision).items():
         table[column] = value
-    table["command"] = " ".join([Path(sys.executable).name, *sys.argv])
     target = Path(args.output)
     print(f"machine: {table['machine'].iloc[0]}; commit {table['commit'].iloc[0]}", flush=True)
     with pd.option_context("display.width", 250, "display.max_columns", 40):

@@ -12,6 +12,7 @@ precision, and written to env.json.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -163,11 +164,8 @@ def select_kernels(precision: str, cache_dir: str | Path | None = None, choice: 
     _MEASURED[key] = measure_kernels(precision)
     kernels = kernels_from_timings(_MEASURED[key])
     if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            partial = cache.with_suffix(".partial")
-            partial.write_text(json.dumps(kernels.to_dict(), indent=2))
-            partial.replace(cache)
-        except OSError:
-            pass  # measured again next time
+        from search.runfolder import write_json  # write-then-rename: a kill never leaves half a file
+
+        with contextlib.suppress(OSError):  # unwritable: measured again next time
+            write_json(cache, kernels.to_dict())
     return kernels
