@@ -20,19 +20,8 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(USAGE_ERROR)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog="hypercnn",
-        description="Find, train and ship the best CNN for an image-classification data set.",
-    )
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="show TensorFlow's own start-up and log lines (also: HYPERCNN_VERBOSE=1)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-
-    search = commands.add_parser("search", help="run or resume a Hyperband search")
+def add_search_arguments(search: argparse.ArgumentParser) -> None:
+    """The flags of a search, shared by `search` and `run`."""
     search.add_argument(
         "--data",
         help="cifar10 (Keras download), cifar-10-python.tar.gz, cifar-10-batches-py/, image folder or .zip, "
@@ -44,7 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--factor", type=int, default=3, help="Hyperband reduction factor; default 3")
     search.add_argument("--hyperband-iterations", type=int, default=1, help="Hyperband iterations; default 1")
     search.add_argument("--seed", type=int, default=0, help="seed for splits, search and training; default 0")
-    search.add_argument("--time-budget", help="stop at this wall time, e.g. 15m, 90s, 1.5h; default none")
     search.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     search.add_argument("--train-size", help="training images: a count or fraction; default all left")
     search.add_argument(
@@ -65,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (time fused against stock Keras kernels on this machine, keep the faster) | fused | stock",
     )
+    search.add_argument(
+        "--sampler",
+        default="random",
+        help="new configurations after the portfolio: random | model (BOHB-style TPE); default random",
+    )
+    search.add_argument(
+        "--objective",
+        default="val_accuracy",
+        help="rank trials by val_accuracy | val_macro_f1 (imbalanced data) | val_loss; default val_accuracy",
+    )
     search.add_argument("--progress", default="auto", help="auto | bar | epoch | off")
     search.add_argument(
         "--max-failed-trials", type=int, default=3, help="stop after this many failed trials in a row"
@@ -74,6 +72,33 @@ def build_parser() -> argparse.ArgumentParser:
         dest="flip_averaging",
         action="store_false",
         help="ship the model without averaging each image's and its mirror's predictions",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="hypercnn",
+        description="Find, train and ship the best CNN for an image-classification data set.",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own start-up and log lines (also: HYPERCNN_VERBOSE=1)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    search = commands.add_parser("search", help="run or resume a Hyperband search")
+    add_search_arguments(search)
+    search.add_argument("--time-budget", help="stop at this wall time, e.g. 15m, 90s, 1.5h; default none")
+
+    run = commands.add_parser(
+        "run", help="search, then train, test, export and report the final model, all in one time budget"
+    )
+    add_search_arguments(run)
+    run.add_argument(
+        "--time-budget",
+        required=True,
+        help="wall time for the whole job, e.g. 15m; the program decides how much of it to search",
     )
 
     report = commands.add_parser(
@@ -119,6 +144,8 @@ def config_from_args(args: argparse.Namespace):
         progress=args.progress,
         max_consecutive_failed_trials=args.max_failed_trials,
         flip_averaging=args.flip_averaging,
+        sampler=args.sampler,
+        objective=args.objective,
     )
 
 
@@ -163,6 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from search.run import run_search
 
             run_search(config_from_args(args))
+        elif args.command == "run":
+            from search.job import run_job
+
+            config = config_from_args(args)
+            run_job(config, config.time_budget_s)
         elif args.command == "report":
             from search.config import parse_duration
             from search.report import make_report

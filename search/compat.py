@@ -62,9 +62,10 @@ def optimizer_slot(optimizer: keras.optimizers.Optimizer, slots: str, variable: 
     return getattr(optimizer, slots)[optimizer._get_variable_index(variable)]
 
 
-def oracle_has_tried_anything(oracle: kt.Oracle) -> bool:
-    """Whether the oracle proposed any configuration yet (its first proposal is the defaults)."""
-    return bool(oracle._tried_so_far)
+def oracle_has_tried(oracle: kt.Oracle, values: dict[str, Any]) -> bool:
+    """Whether the oracle already proposed these values (a portfolio entry or a model proposal must
+    not repeat a trial): KerasTuner keeps its hashes of tried values private."""
+    return oracle._duplicate(values)
 
 
 class OracleHooks:
@@ -130,6 +131,7 @@ def internal_names() -> list[tuple[object, str, list[str] | None]]:
         (kt.src.config, "DEBUG", None),
         (pywrap_tfe, "TFE_ContextClearCaches", None),
         (kt.Oracle, "_random_values", ["self"]),
+        (kt.Oracle, "_duplicate", ["self", "values"]),
         (kt.Tuner, "_deepcopy_callbacks", ["self", "callbacks"]),
         (kt.Tuner, "_try_build", ["self", "hp"]),
         (kt.Tuner, "_build_hypermodel", ["self", "hp"]),

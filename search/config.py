@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import HyperCNNError
+from search.objective import get_objective
+
+# Here rather than in search.sampler, which imports Optuna: config.json is read without it.
+SAMPLERS = ("random", "model")
 
 CONFIG_FILE = "config.json"
 DATA_ENV_VAR = "HYPERCNN_DATA"
@@ -68,6 +72,8 @@ class SearchConfig:
     factor: int = 3
     hyperband_iterations: int = 1
     seed: int = 0
+    # The splits' seed when it must differ from the search's (bench: several search seeds, one split).
+    split_seed: int | None = None
     time_budget_s: float | None = None
     overwrite: bool = False
     # Split sizes: a count of images or a fraction; None = the default for that split.
@@ -88,6 +94,11 @@ class SearchConfig:
     # The shipped model averages its predictions for each image and its mirror (spaces.inference),
     # when the winner trained with flips; costs twice the inference time.
     flip_averaging: bool = True
+    # New configurations after the portfolio: "random" (KerasTuner's) or "model" (BOHB-style TPE,
+    # search.sampler). The default is the one bench/search_quality.py measured better.
+    sampler: str = "random"
+    # What trials are ranked by; macro F1 for imbalanced data, where accuracy misleads.
+    objective: str = "val_accuracy"
 
     def __post_init__(self) -> None:
         from spaces import list_spaces  # names only: no Keras, no TensorFlow
@@ -116,6 +127,9 @@ class SearchConfig:
             raise HyperCNNError(f"--jit-compile {self.jit_compile!r} is unknown; use auto, on or off")
         if self.progress not in ("auto", "bar", "epoch", "off"):
             raise HyperCNNError(f"--progress {self.progress!r} is unknown; use auto, bar, epoch or off")
+        if self.sampler not in SAMPLERS:
+            raise HyperCNNError(f"--sampler {self.sampler!r} is unknown; use {' or '.join(SAMPLERS)}")
+        get_objective(self.objective)
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise HyperCNNError("--time-budget must be positive")
         for name in ("train_size", "val_size", "test_size"):

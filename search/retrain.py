@@ -14,13 +14,16 @@ from search.config import SearchConfig
 from search.data import Splits
 from search.errors import HyperCNNError
 from search.pipeline import make_dataset
+from search.plan import Candidate, choose_final, seconds_per_image
 from search.run import build_hypermodel
-from search.tuner import HyperCNNTuner
+from search.tuner import HyperCNNTuner, StopAtDeadline
 
 
 @dataclasses.dataclass
 class BestTrial:
     trial_id: str
+    # The objective's value (what the trial was ranked by) and the validation accuracy at that epoch.
+    score: float
     val_accuracy: float
     epochs: int
     hyperparameters: kt.HyperParameters
@@ -38,16 +41,49 @@ class Retrained:
     epochs: int
 
 
-def best_trial(tuner: HyperCNNTuner) -> BestTrial:
-    trial = tuner.best_trial()
-    if trial is None:
+def final_candidates(tuner: HyperCNNTuner) -> list[Candidate]:
+    """Every trial with a score, as search.plan weighs them: score (higher is better), the epochs it
+    had when scored, and its measured pace."""
+    candidates = []
+    for trial in tuner.oracle.trials.values():
+        if trial.status != "COMPLETED" or trial.score is None:
+            continue
+        record = tuner.run.read_trial_record(trial.trial_id)
+        pace = seconds_per_image(record, tuner.config.batch_size)
+        epochs = record.get("best_epoch") or trial.hyperparameters.values.get("tuner/epochs", 1)
+        candidates.append(
+            Candidate(
+                trial_id=trial.trial_id,
+                score=-tuner.objective.sort_key(float(trial.score)),
+                epochs=int(epochs),
+                seconds_per_image=pace or 0.0,
+                parent=trial.hyperparameters.values.get("tuner/trial_id"),
+            )
+        )
+    return candidates
+
+
+def best_trial(tuner: HyperCNNTuner, final_s: float | None = None, final_images: int = 0) -> BestTrial:
+    """The trial to train last: with `final_s`, the one expected to be best after a final training of
+    that many seconds on `final_images` images (search.plan.choose_final); else the best score."""
+    chosen = choose_final(final_candidates(tuner), final_s, final_images)
+    if chosen is None:
         raise HyperCNNError(
             f"{tuner.run.path} has no completed trial yet; run the search (longer) before the report"
         )
+    trial = tuner.oracle.get_trial(chosen.trial_id)
     record = tuner.run.read_trial_record(trial.trial_id)
-    # The epoch at which validation accuracy peaked, counted from the start of training.
+    # The epoch at which the objective peaked, counted from the start of training.
     epochs = record.get("best_epoch") or trial.hyperparameters.values.get("tuner/epochs", 1)
-    return BestTrial(trial.trial_id, float(trial.score), int(epochs), trial.hyperparameters)
+    accuracies = record.get("history", {}).get("val_accuracy", [])
+    epochs_seen = record.get("history", {}).get("epoch", [])
+    val_accuracy = (
+        accuracies[epochs_seen.index(epochs)]
+        if epochs in epochs_seen and len(accuracies) == len(epochs_seen)
+        else trial.metrics.get_best_value("val_accuracy")
+    )
+    score = float(trial.score)
+    return BestTrial(trial.trial_id, score, float(val_accuracy), int(epochs), trial.hyperparameters)
 
 
 MAX_RETRAIN_EPOCHS = 200
@@ -73,9 +109,12 @@ def retrain_epochs(
         return best.epochs
     epochs_seen = record["epochs_trained"] * max(1, train_images)
     if record.get("train_seconds"):
-        # The trial's steady training pace, and its one-off build, compile and tracing.
-        seconds_per_image = record["train_seconds"] / epochs_seen
+        # The trial's steady training pace plus what each epoch costs besides its steps (callbacks,
+        # the input pipeline's epoch start: most of an epoch on tiny data), and its one-off build,
+        # compile and tracing.
         fixed = record.get("setup_seconds", 0.0) + record.get("trace_seconds", 0.0)
+        per_epoch = max(0.0, record.get("overhead_seconds", 0.0) - fixed) / record["epochs_trained"]
+        seconds_per_image = (record["train_seconds"] + per_epoch * record["epochs_trained"]) / epochs_seen
     else:  # a record from before per-step timing: its wall time errs on the safe side
         seconds_per_image, fixed = record["seconds"] / epochs_seen, 0.0
     # Two passes over the test images (evaluation, reload check), each about a third of a train step.
@@ -89,6 +128,10 @@ def retrain_best(
     config: SearchConfig, tuner: HyperCNNTuner, splits: Splits, best: BestTrial, budget_s: float | None = None
 ) -> Retrained:
     """No validation data is left to watch, so it trains exactly the epochs the search found best."""
+    # A safety net for a machine that slows down mid-run: the job still ends inside its budget.
+    deadline = None
+    if budget_s is not None:
+        deadline = time.time() + RETRAIN_BUDGET_MARGIN * budget_s - AFTER_TRAINING_SECONDS
     keras.utils.set_random_seed(config.seed)
     x = np.concatenate([splits.x_train, splits.x_val])
     y = np.concatenate([splits.y_train, splits.y_val])
@@ -108,7 +151,10 @@ def retrain_best(
         flush=True,
     )
     started = time.time()
-    history = hypermodel.fit(hp, model, train, epochs=epochs)
+    stop = StopAtDeadline(deadline)
+    history = hypermodel.fit(hp, model, train, epochs=epochs, callbacks=[stop])
+    if stop.stopped:
+        print(f"the final training reached the time budget after {len(history.epoch)} of {epochs} epochs")
     curves = {"epoch": [e + 1 for e in history.epoch]}
     curves.update({name: [float(v) for v in values] for name, values in history.history.items()})
     return Retrained(model, curves, time.time() - started, epochs)

@@ -6,7 +6,9 @@ import dataclasses
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +16,9 @@ from search.config import SearchConfig
 from search.data import LoadedData, load_data
 from search.errors import HyperCNNError
 from search.hardware import apply_acceleration, choose_acceleration, cpu_count, cpu_model
+from search.objective import get_objective
 from search.pipeline import make_dataset
+from search.plan import MAX_SEARCH_SHARE, BudgetPlan, plan_budget, seconds_per_image
 from search.runfolder import RunFolder, environment, write_json
 from search.tuner import HyperCNNTuner
 from spaces import get_space
@@ -74,6 +78,7 @@ def build_hypermodel(config: SearchConfig, spec: DataSpec) -> SpaceHyperModel:
         fit_verbose=fit_verbosity(config.progress),
         precision=acceleration.precision,
         kernels=select_kernels(acceleration.precision, config.cache_dir, config.kernels),
+        extra_metrics=get_objective(config.objective).extra_metrics,
     )
 
 
@@ -97,9 +102,38 @@ def _check_run_folder(config: SearchConfig) -> RunFolder:
     return run
 
 
-def run_search(config: SearchConfig) -> SearchResult:
-    """Run (or resume) a Hyperband search; returns when done, at the time budget, or on Ctrl-C."""
-    started = time.time()
+def budget_planner(
+    tuner: HyperCNNTuner, job_budget_s: float, job_started: float, final_images: int, max_share: float
+) -> Callable[[Any], None]:
+    """Once the first trial (the default) has a measured pace, split the job's budget (search.plan)
+    and move the search's deadline to match; later trials leave the plan as it is."""
+    planned: list[BudgetPlan] = []
+
+    def plan_after(trial: Any) -> None:
+        if planned or trial.status != "COMPLETED":
+            return
+        pace = seconds_per_image(tuner.run.read_trial_record(trial.trial_id), tuner.config.batch_size)
+        if pace is None:
+            return
+        plan = plan_budget(job_budget_s, pace * final_images, time.time() - job_started, max_share)
+        planned.append(plan)
+        tuner.set_deadline(job_started + plan.search_s)
+        print(plan.describe(), flush=True)
+
+    return plan_after
+
+
+def run_search(
+    config: SearchConfig,
+    job_budget_s: float | None = None,
+    job_started: float | None = None,
+    max_search_share: float = MAX_SEARCH_SHARE,
+) -> SearchResult:
+    """Run (or resume) a Hyperband search; returns when done, at the time budget, or on Ctrl-C.
+
+    With `job_budget_s` (hypercnn run), the search is one part of a job that also trains the final
+    model: after the first trial it spends only what search.plan says the final training can spare."""
+    started = job_started or time.time()
     deadline = started + config.time_budget_s if config.time_budget_s else None
     run = _check_run_folder(config)
     loaded = load_data(config)
@@ -134,6 +168,12 @@ def run_search(config: SearchConfig) -> SearchResult:
     tuner = build_tuner(config, loaded, overwrite=False)
     tuner.set_deadline(deadline)
     tuner.search_started = started
+    if job_budget_s is not None:
+        final_images = len(loaded.splits.y_train) + len(loaded.splits.y_val)
+        tuner.after_trial = budget_planner(tuner, job_budget_s, started, final_images, max_search_share)
+        # A resumed job plans at once from its finished default trial.
+        for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
+            tuner.after_trial(trial)
     splits = loaded.splits
     num_classes = len(splits.class_names)
     train = make_dataset(

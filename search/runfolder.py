@@ -114,8 +114,13 @@ def error_line(message: str | None) -> str:
     return lines[-1]
 
 
-def trials_table(tuner_trials: dict, run: RunFolder, objective: str = "val_accuracy") -> pd.DataFrame:
-    """One row per KerasTuner trial: id, status, every hyper-parameter, epochs, scores, seconds."""
+def trials_table(
+    tuner_trials: dict, run: RunFolder, objective: str = "val_accuracy", proposals: dict | None = None
+) -> pd.DataFrame:
+    """One row per KerasTuner trial: id, status, where its configuration came from, every
+    hyper-parameter, epochs, scores, seconds."""
+    proposals = proposals or {}
+    source_of: dict[str, str | None] = {}
     rows = []
     for trial_id, trial in sorted(tuner_trials.items()):
         values = dict(trial.hyperparameters.values)
@@ -129,9 +134,11 @@ def trials_table(tuner_trials: dict, run: RunFolder, objective: str = "val_accur
             "epochs": values.pop("tuner/epochs", None),
             "initial_epoch": values.pop("tuner/initial_epoch", None),
         }
+        # default, portfolio, random or model; a promotion keeps its first trial's configuration.
+        row["proposal"] = source_of[trial_id] = proposals.get(trial_id) or source_of.get(row["parent_trial"])
         row["epochs_trained"] = record.get("epochs_trained")
         row["best_epoch"] = record.get("best_epoch")
-        for metric in (objective, "val_loss", "accuracy", "loss"):
+        for metric in dict.fromkeys(("val_accuracy", objective, "val_loss", "accuracy", "loss")):
             value = None
             if trial.metrics.exists(metric):
                 value = trial.metrics.get_last_value(metric)

@@ -10,10 +10,12 @@ import contextlib
 import gc
 import math
 import os
+import random
 import shutil
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -21,12 +23,13 @@ import keras_tuner as kt
 
 from search import compat
 from search.config import SearchConfig
+from search.objective import Objective, get_objective
 from search.runfolder import TUNER_PROJECT, RunFolder, error_line, trials_table, write_csv, write_json
+from search.sampler import RANDOM_SHARE, model_values
 from search.timing import StepClock
 from spaces.base import SpaceHyperModel
 from spaces.recipe import stretch_schedule
 
-OBJECTIVE = "val_accuracy"
 LAST_CHECKPOINT = "checkpoint.last.weights.h5"
 
 # KerasTuner prints every failed trial's traceback; we print one line and keep the full
@@ -35,9 +38,22 @@ compat.silence_keras_tuner_tracebacks()
 
 
 class BudgetedHyperbandOracle(compat.OracleHooks, kt.oracles.HyperbandOracle):
-    """HyperbandOracle that stops handing out trials at a deadline and starts from the defaults."""
+    """HyperbandOracle that stops handing out trials at a deadline, starts from the space's portfolio
+    (its default first) and then proposes at random or, with sampler "model", mostly from a TPE
+    model of the finished trials (search.sampler)."""
 
     deadline: float | None = None
+
+    def __init__(
+        self, *args: Any, sampler: str = "random", portfolio: tuple[dict, ...] = ({},), **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.sampler = sampler
+        self.portfolio = portfolio
+        # Where each new configuration came from (default, portfolio, random, model), by trial id;
+        # saved with the oracle's state, shown in trials.csv.
+        self.proposals: dict[str, str] = {}
+        self._proposing_for: str | None = None
 
     def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
         if self.deadline is not None and time.time() >= self.deadline:
@@ -46,17 +62,60 @@ class BudgetedHyperbandOracle(compat.OracleHooks, kt.oracles.HyperbandOracle):
             )
         return super().create_trial(tuner_id)
 
-    def propose_values(self) -> dict[str, Any] | None:
-        # The very first trial uses every hyper-parameter's default: a configuration known to
-        # train well, so even a search cut short by its budget ends no worse than the default.
-        if compat.oracle_has_tried_anything(self):
-            return self.random_values()
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        self._proposing_for = trial_id
+        try:
+            return super().populate_space(trial_id)
+        finally:
+            self._proposing_for = None
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "proposals": self.proposals}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self.proposals = dict(state.get("proposals", {}))
+
+    def new_configurations(self) -> int:
+        """Configurations proposed so far (promotions re-use their parent's)."""
+        return sum(1 for t in self.trials.values() if t.hyperparameters.values.get("tuner/trial_id") is None)
+
+    def portfolio_values(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A portfolio entry completed with the defaults of every active hyper-parameter it omits."""
         hps = kt.HyperParameters()
         for hp in self.hyperparameters.space:
             hps.merge([hp])
             if hps.is_active(hp):
-                hps.values[hp.name] = hp.default
+                hps.values[hp.name] = entry.get(hp.name, hp.default)
         return hps.values
+
+    def propose_values(self) -> dict[str, Any] | None:
+        values, source = self._propose()
+        if values is not None and self._proposing_for is not None:
+            self.proposals[self._proposing_for] = source
+        return values
+
+    def _propose(self) -> tuple[dict[str, Any] | None, str]:
+        # The first trials are configurations known to train well, the space's default first: a search
+        # cut short by its budget then ends no worse than the default.
+        index = self.new_configurations()
+        if index < len(self.portfolio):
+            values = self.portfolio_values(self.portfolio[index])
+            if not compat.oracle_has_tried(self, values):
+                return values, "default" if index == 0 else "portfolio"
+        # Seeded by the number of trials so far: the same history proposes the same configuration,
+        # after a resume too.
+        seed = self.seed * 100_003 + len(self.trials) if self.seed is not None else len(self.trials)
+        if self.sampler == "model" and random.Random(seed).random() >= RANDOM_SHARE:
+            values = model_values(
+                self.hyperparameters.space,
+                list(self.trials.values()),
+                maximize=self.objective.direction == "max",
+                seed=seed,
+            )
+            if values is not None and not compat.oracle_has_tried(self, values):
+                return values, "model"
+        return self.random_values(), "random"
 
 
 class StopAtDeadline(keras.callbacks.Callback):
@@ -78,12 +137,13 @@ class EpochRecorder(keras.callbacks.Callback):
     """Keeps every epoch's metrics (for curves), notices a diverging loss, and at the end saves the
     last state (weights and optimizer) that a Hyperband promotion continues from."""
 
-    def __init__(self, last_checkpoint: str, best_checkpoint: str) -> None:
+    def __init__(self, last_checkpoint: str, best_checkpoint: str, objective: Objective) -> None:
         super().__init__()
+        self.objective = objective
         self.last_checkpoint = last_checkpoint
         # KerasTuner's SaveBestEpoch writes this whenever the objective improves on the trial's best.
         self.best_checkpoint = best_checkpoint
-        self.best_score = -math.inf
+        self.best_score: float | None = None
         self.last_epoch_was_best = False
         self.history: dict[str, list[float]] = {"epoch": []}
         self.diverged_at: int | None = None
@@ -110,8 +170,8 @@ class EpochRecorder(keras.callbacks.Callback):
         self.history["epoch"].append(epoch + 1)
         for name, value in logs.items():
             self.history.setdefault(name, []).append(float(value))
-        score = logs.get(OBJECTIVE)
-        self.last_epoch_was_best = score is not None and float(score) > self.best_score
+        score = logs.get(self.objective.name)
+        self.last_epoch_was_best = score is not None and self.objective.better(float(score), self.best_score)
         if self.last_epoch_was_best:
             self.best_score = float(score)
         loss = float(logs.get("loss", 0.0))
@@ -133,13 +193,18 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         self, config: SearchConfig, hypermodel: SpaceHyperModel, overwrite: bool | None = None
     ) -> None:
         self.config = config
+        self.objective = get_objective(config.objective)
         self.run = RunFolder(config.out)
         self.deadline: float | None = None
         self.search_started = time.time()
         self.live_models: OrderedDict[str, keras.Model] = OrderedDict()
+        # Called after every trial (search.run uses it to plan a job's budget from the first trial).
+        self.after_trial: Callable[[kt.engine.trial.Trial], None] | None = None
         self._continued_from: str | None = None
         oracle = BudgetedHyperbandOracle(
-            objective=kt.Objective(OBJECTIVE, direction="max"),
+            objective=kt.Objective(self.objective.name, direction=self.objective.direction),
+            sampler=config.sampler,
+            portfolio=({}, *hypermodel.portfolio),
             max_epochs=config.max_epochs,
             factor=config.factor,
             hyperband_iterations=config.hyperband_iterations,
@@ -246,7 +311,7 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         """The completed trial with the best score; ties go to the earliest trial, as in the
         leaderboard (KerasTuner's own order among ties follows the order it read trials from disk)."""
         done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
-        return min(done, key=lambda t: (-t.score, t.trial_id), default=None)
+        return min(done, key=lambda t: (self.objective.sort_key(t.score), t.trial_id), default=None)
 
     def set_deadline(self, deadline: float | None) -> None:
         self.deadline = deadline
@@ -257,7 +322,7 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         self._seed(trial)
         deadline = StopAtDeadline(self.deadline)
         recorder = EpochRecorder(
-            self.last_checkpoint(trial.trial_id), self.best_epoch_checkpoint(trial.trial_id)
+            self.last_checkpoint(trial.trial_id), self.best_epoch_checkpoint(trial.trial_id), self.objective
         )
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), deadline, recorder, clock]
         self._continued_from = None
@@ -283,8 +348,8 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
 
     def _record(self, trial, recorder: EpochRecorder, deadline: StopAtDeadline, clock: StepClock) -> None:
         history = recorder.history
-        scores = history.get(OBJECTIVE, [])
-        best = max(range(len(scores)), key=scores.__getitem__) if scores else None
+        scores = history.get(self.objective.name, [])
+        best = min(range(len(scores)), key=lambda i: self.objective.sort_key(scores[i])) if scores else None
         note = None
         if recorder.diverged_at is not None:
             note = "DIVERGED"
@@ -311,9 +376,11 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         super().on_trial_end(trial)
         self.write_leaderboard()
         self._print_trial_line(trial)
+        if self.after_trial is not None:
+            self.after_trial(self.oracle.get_trial(trial.trial_id))
 
     def write_leaderboard(self) -> None:
-        table = trials_table(self.oracle.trials, self.run, OBJECTIVE)
+        table = trials_table(self.oracle.trials, self.run, self.objective.name, self.oracle.proposals)
         if len(table):
             write_csv(self.run.trials_csv, table)
 
@@ -329,7 +396,7 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
             budget = f", {max(0.0, self.deadline - time.time()) / 60:.1f} min of budget left"
         status = record.get("status_note") or trial.status
         print(
-            f"[trial {trial.trial_id}] {status:<9} {OBJECTIVE} {score:.4f} "
+            f"[trial {trial.trial_id}] {status:<9} {self.objective.name} {score:.4f} "
             f"after {record.get('epochs_trained', 0)} epoch(s) in {record.get('seconds', 0):.0f}s | "
             f"{best_text} | {elapsed / 60:.1f} min elapsed{budget}",
             flush=True,

@@ -49,6 +49,9 @@ class SpaceHyperModel(kt.HyperModel):
     description: str = ""
     # False: the space puts L2 on its kernels itself, so the optimizer adds no decay on top.
     decoupled_decay: bool = True
+    # The search's first configurations after the default (values it omits stay at their defaults):
+    # known to train well at other sizes and budgets, chosen from earlier benchmark runs.
+    portfolio: tuple[dict[str, Any], ...] = ()
 
     def __init__(
         self,
@@ -58,6 +61,7 @@ class SpaceHyperModel(kt.HyperModel):
         plain_keras: bool = False,
         precision: str | None = None,
         kernels: Kernels | None = None,
+        extra_metrics: Callable[[], list] | None = None,
     ) -> None:
         super().__init__(name=self.name, tunable=True)
         self.data = data
@@ -71,6 +75,8 @@ class SpaceHyperModel(kt.HyperModel):
         # layers and optimizers), for the throughput bench and the equal-accuracy test.
         self.plain_keras = plain_keras
         self.kernels = Kernels.stock() if plain_keras else (kernels or Kernels())
+        # Fresh metric objects per build (e.g. macro F1 when the search ranks by it).
+        self.extra_metrics = extra_metrics or list
 
     def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
         raise NotImplementedError
@@ -112,6 +118,7 @@ class SpaceHyperModel(kt.HyperModel):
             self.decoupled_decay,
             plain_keras=self.plain_keras,
             optimizer_kernel=self.kernels.optimizer,
+            extra_metrics=self.extra_metrics(),
         )
         return model
 

@@ -212,6 +212,7 @@ def compile_model(
     decoupled_decay: bool = True,
     plain_keras: bool = False,
     optimizer_kernel: str = "fused",
+    extra_metrics: list | None = None,
 ) -> None:
     """Compiles the trial's model with the optimizer kernel spaces.kernels chose; HyperCNN's path
     (not `plain_keras`) also runs several steps per call for long trainings."""
@@ -219,7 +220,7 @@ def compile_model(
     model.compile(
         optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay, optimizer_kernel),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
-        metrics=["accuracy"],
+        metrics=["accuracy", *(extra_metrics or [])],
         jit_compile=jit_compile,
         steps_per_execution=1 if plain_keras else steps_per_execution(epochs * steps_per_epoch),
     )

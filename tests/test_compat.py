@@ -52,7 +52,7 @@ def test_instance_internals_exist_on_real_objects() -> None:
     for slots in ("_momentums", "_velocities"):
         assert compat.optimizer_slot(adamw, slots, kernel).shape == kernel.shape
     oracle = kt.oracles.HyperbandOracle(objective="val_loss", max_epochs=2)
-    assert compat.oracle_has_tried_anything(oracle) is False
+    assert compat.oracle_has_tried(oracle, {"x": 1}) is False
 
 
 def _defined_private_names() -> set[str]:

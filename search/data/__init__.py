@@ -36,7 +36,7 @@ def load_data(config: SearchConfig) -> LoadedData:
     raw, sha256 = load_raw(config.data, config.cache_dir, verify_md5=config.verify_md5)
     splits = split_data(
         raw,
-        seed=config.seed,
+        seed=config.seed if config.split_seed is None else config.split_seed,
         val_size=config.val_size,
         test_size=config.test_size,
         train_size=config.train_size,

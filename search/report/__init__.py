@@ -16,10 +16,15 @@ from search.errors import HyperCNNError
 from search.export import export_model
 from search.report import compute, figures
 from search.report.render import render_report
-from search.retrain import Retrained, best_trial, retrain_best
+from search.retrain import (
+    AFTER_TRAINING_SECONDS,
+    RETRAIN_BUDGET_MARGIN,
+    Retrained,
+    best_trial,
+    retrain_best,
+)
 from search.run import build_tuner
 from search.runfolder import RunFolder, trials_table, write_csv, write_json
-from search.tuner import OBJECTIVE
 from spaces.inference import inference_model
 
 LEADERBOARD_ROWS = 15
@@ -63,9 +68,20 @@ def make_report(
         )
     splits = loaded.splits
     tuner = build_tuner(config, loaded, overwrite=False)
-    trials = trials_table(tuner.oracle.trials, run, OBJECTIVE)
+    trials = trials_table(tuner.oracle.trials, run, config.objective, tuner.oracle.proposals)
     write_csv(run.trials_csv, trials)
-    best = best_trial(tuner)
+    final_s = None
+    if time_budget_s is not None:
+        left = time_budget_s - (time.time() - started)
+        final_s = max(1.0, RETRAIN_BUDGET_MARGIN * left - AFTER_TRAINING_SECONDS)
+    best = best_trial(tuner, final_s, len(splits.y_train) + len(splits.y_val))
+    top = tuner.best_trial()
+    if top is not None and top.trial_id != best.trial_id:
+        print(
+            f"training trial {best.trial_id}, not the top-scoring trial {top.trial_id}: at their measured "
+            f"paces it is expected to score best after {final_s / 60:.1f} min of final training",
+            flush=True,
+        )
 
     retrained = None if retrain else _reuse_model(run, best.trial_id, best.epochs)
     fresh = retrained is None
@@ -111,7 +127,7 @@ def make_report(
     else:
         model_description = json.loads(run.model_json.read_text())
 
-    ranked = compute.leaderboard(trials)
+    ranked = compute.leaderboard(trials, config.objective, tuner.objective.direction == "max")
     write_csv(run.report_dir / "leaderboard.csv", ranked)
     write_json(run.report_dir / "metrics.json", metrics)
     pictures = {
@@ -128,8 +144,7 @@ def make_report(
         "rank",
         "trial_id",
         "status",
-        OBJECTIVE,
-        "val_loss",
+        *dict.fromkeys((config.objective, "val_accuracy", "val_loss")),
         "epochs",
         "best_epoch",
         "seconds",

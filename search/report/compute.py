@@ -16,25 +16,28 @@ META_COLUMNS = [
     "bracket",
     "round",
     "parent_trial",
+    "proposal",
     "epochs",
     "initial_epoch",
     "epochs_trained",
     "best_epoch",
     "val_accuracy",
+    "val_macro_f1",
     "val_loss",
     "accuracy",
     "loss",
     "seconds",
+    "overhead_seconds",
     "error",
 ]
 
 
-def leaderboard(trials: pd.DataFrame) -> pd.DataFrame:
+def leaderboard(trials: pd.DataFrame, objective: str = "val_accuracy", maximize: bool = True) -> pd.DataFrame:
     """Completed trials best first, then the rest (failed, cut short) in trial order."""
     if trials.empty:
         return trials
     ranked = trials.assign(_done=trials["status"].eq("COMPLETED")).sort_values(
-        ["_done", "val_accuracy", "trial_id"], ascending=[False, False, True], na_position="last"
+        ["_done", objective, "trial_id"], ascending=[False, not maximize, True], na_position="last"
     )
     ranked = ranked.drop(columns="_done").reset_index(drop=True)
     ranked.insert(0, "rank", range(1, len(ranked) + 1))

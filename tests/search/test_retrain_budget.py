@@ -6,7 +6,7 @@ import keras_tuner as kt
 
 from search.retrain import AFTER_TRAINING_SECONDS, MAX_RETRAIN_EPOCHS, BestTrial, retrain_epochs
 
-BEST = BestTrial("0003", 0.7, epochs=3, hyperparameters=kt.HyperParameters())
+BEST = BestTrial("0003", 0.7, 0.7, epochs=3, hyperparameters=kt.HyperParameters())
 # A 3-epoch trial on 1,000 images: 6 s of steady steps (2 ms an image), 4 s of build and tracing.
 RECORD = {
     "seconds": 14.0,
@@ -40,3 +40,12 @@ def test_a_budget_is_filled_but_not_overrun_at_the_measured_pace() -> None:
 
 def test_a_tiny_budget_still_trains_one_epoch() -> None:
     assert retrain_epochs(BEST, RECORD, **SIZES, budget_s=5.0) == 1
+
+
+def test_what_each_epoch_costs_besides_its_steps_counts_too() -> None:
+    # On tiny data most of an epoch is its fixed cost (callbacks, the pipeline's epoch start): a
+    # plan from the steps alone overran a 75 s job by 40 %.
+    with_overhead = {**RECORD, "overhead_seconds": 4.0 + 3 * 2.4}  # 2.4 s per epoch besides steps
+    fewer = retrain_epochs(BEST, with_overhead, **SIZES, budget_s=300.0)
+    assert fewer * 4.8 + 4.0 + AFTER_TRAINING_SECONDS <= 300.0
+    assert fewer < retrain_epochs(BEST, RECORD, **SIZES, budget_s=300.0)

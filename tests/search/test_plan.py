@@ -1,0 +1,77 @@
+"""search.plan: the job's budget split and the clock-aware choice of the final trial."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from search.plan import (
+    DEFAULT_GAIN_PER_LOG_EPOCH,
+    FINAL_EPOCHS_WANTED,
+    MAX_SEARCH_SHARE,
+    Candidate,
+    choose_final,
+    expected_final_score,
+    gain_per_log_epoch,
+    plan_budget,
+    seconds_per_image,
+)
+
+
+def test_a_budget_that_fits_too_few_final_epochs_is_not_spent_searching() -> None:
+    # 30 s per final epoch: 15 minutes fit 30 epochs and nothing else, so only the first trial ran.
+    plan = plan_budget(900.0, final_epoch_s=30.0, spent_s=40.0)
+    assert plan.search_s == 40.0 and plan.final_s == 860.0
+    assert "no search" in plan.describe()
+
+
+def test_a_long_budget_searches_up_to_the_cap_and_keeps_the_final_epochs() -> None:
+    plan = plan_budget(3600.0, final_epoch_s=30.0, spent_s=40.0)
+    assert plan.search_s == pytest.approx(MAX_SEARCH_SHARE * 3600.0)
+    # Where the cap does not bind, the final training keeps exactly what it wants.
+    plan = plan_budget(1500.0, final_epoch_s=30.0, spent_s=40.0)
+    assert plan.final_s >= FINAL_EPOCHS_WANTED * 30.0 and plan.search_s > 40.0
+    assert plan.search_s + plan.final_s == pytest.approx(1500.0)
+
+
+def test_pace_counts_optimizer_steps() -> None:
+    assert seconds_per_image({"train_steps": 10, "train_seconds": 5.0}, batch_size=50) == pytest.approx(0.01)
+    assert seconds_per_image({"train_steps": 0, "train_seconds": 0.0}, batch_size=50) is None
+
+
+def test_the_final_choice_weighs_cost_per_epoch_against_the_time_left() -> None:
+    # A configuration 8x slower and 3 points better after 9 epochs, against the cheap default.
+    cheap = Candidate("00", score=0.70, epochs=9, seconds_per_image=0.001)
+    slow = Candidate("01", score=0.73, epochs=9, seconds_per_image=0.008)
+    images = 10_000
+    # 100 s fits 10 cheap epochs but barely 1 slow one: the cheap one is expected to end higher.
+    assert choose_final([cheap, slow], final_s=100.0, final_images=images) is cheap
+    # 20 minutes fit 15 slow epochs (and 120 cheap ones): at the measured default gain the extra
+    # epochs of the cheap one do not make up 3 points... unless the gain is large.
+    long = choose_final([cheap, slow], final_s=1200.0, final_images=images)
+    expected = {
+        c.trial_id: expected_final_score(c, 1200.0, images, DEFAULT_GAIN_PER_LOG_EPOCH) for c in (cheap, slow)
+    }
+    assert long.trial_id == max(expected, key=expected.get)
+    # Without a time budget it is the best score, the earliest trial on ties.
+    assert choose_final([cheap, slow], final_s=None, final_images=images) is slow
+    twin = Candidate("02", score=0.73, epochs=9, seconds_per_image=0.001)
+    assert choose_final([twin, slow], final_s=None, final_images=images) is slow
+
+
+def test_undertraining_costs_at_least_the_default_gain_even_when_the_measured_gain_is_flat() -> None:
+    slow = Candidate("01", score=0.8, epochs=9, seconds_per_image=0.01)
+    # Fits 1 epoch of the 9 it was scored at; a flat measured gain must not hide that.
+    assert expected_final_score(slow, 100.0, 10_000, gain=0.0) == pytest.approx(
+        0.8 - DEFAULT_GAIN_PER_LOG_EPOCH * math.log(9)
+    )
+
+
+def test_gain_is_measured_from_promotions() -> None:
+    parent = Candidate("00", score=0.50, epochs=1, seconds_per_image=0.001)
+    child = Candidate("03", score=0.61, epochs=3, seconds_per_image=0.001, parent="00")
+    assert gain_per_log_epoch([parent, child]) == pytest.approx(0.11 / math.log(3))
+    assert gain_per_log_epoch([parent]) == DEFAULT_GAIN_PER_LOG_EPOCH
+    worse = Candidate("04", score=0.40, epochs=3, seconds_per_image=0.001, parent="00")
+    assert gain_per_log_epoch([parent, worse]) == 0.0  # clipped: longer never predicted to hurt
