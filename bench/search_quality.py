@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"
-SYSTEMS = ("hypercnn", "handwritten_cnn", "keras_tuner_hyperresnet", "autokeras")
+# default_only: HyperCNN's default configuration trained for the whole budget (the search turned off);
+# HyperCNN with its search must beat it.
+SYSTEMS = ("default_only", "hypercnn", "handwritten_cnn", "keras_tuner_hyperresnet", "autokeras")
+HYPERCNN_SYSTEMS = ("default_only", "hypercnn")
 PER_CLASS = {"train": 1000, "validation": 200, "test": 1000}
-# HyperCNN's share of the budget for searching; the rest trains the winner on train+validation
-# for as many epochs as fit (hypercnn report --time-budget).
-HYPERCNN_SEARCH_SHARE = 0.4
 
 
 def protocol_splits(data: str, cache_dir: str):
@@ -84,26 +84,31 @@ class Deadline:
         return StopAtDeadline()
 
 
-def run_hypercnn(splits, data: str, cache_dir: str, budget: float, out: Path) -> dict:
+def run_hypercnn(
+    splits, data: str, cache_dir: str, budget: float, out: Path, sampler: str, seed: int, search: bool
+) -> dict:
+    """`hypercnn run --time-budget`: the program splits the budget itself (search.plan)."""
     import pandas as pd
 
-    from search import SearchConfig, make_report, run_search
+    from search import SearchConfig
+    from search.job import run_job
+    from search.plan import MAX_SEARCH_SHARE
 
-    started = time.time()
     config = SearchConfig.create(
         data=data,
         out=str(out / "run"),
         overwrite=True,
         cache_dir=cache_dir,
-        seed=0,
+        seed=seed,
+        split_seed=0,  # one split for every system and seed
         train_size=len(splits.y_train),
         val_size=len(splits.y_val),
         test_size=len(splits.y_test),
-        time_budget_s=budget * HYPERCNN_SEARCH_SHARE,
+        sampler=sampler,
         progress="epoch",
     )
-    run_search(config)
-    report = make_report(config.out, retrain=True, time_budget_s=budget - (time.time() - started) - 10)
+    # 5 s of the budget left for the process to start and exit.
+    report = run_job(config, budget - 5, max_search_share=MAX_SEARCH_SHARE if search else 0.0)
     trials = pd.read_csv(Path(config.out) / "trials.csv")
     metrics = json.loads((Path(config.out) / "report" / "metrics.json").read_text())
     env = json.loads((Path(config.out) / "env.json").read_text())
@@ -113,6 +118,7 @@ def run_hypercnn(splits, data: str, cache_dir: str, budget: float, out: Path) ->
         "val_accuracy": metrics["best_val_accuracy"],
         "trials": len(trials),
         "epochs": int(trials["epochs_trained"].fillna(0).sum()) + metrics["retrain_epochs"],
+        "search_seconds": round(float(trials["seconds"].fillna(0).sum()), 1),
     }
 
 
@@ -276,11 +282,15 @@ def _make_autokeras_shapes_python_ints(ak) -> None:
     ak.graph.Graph.set_io_shapes = set_io_shapes
 
 
-def run_one(system: str, data: str, cache_dir: str, budget: float, out: Path) -> dict:
+def run_one(
+    system: str, data: str, cache_dir: str, budget: float, out: Path, sampler: str, seed: int
+) -> dict:
     splits = protocol_splits(data, cache_dir)  # decoded once into the cache before timing starts
     started = time.time()
-    if system == "hypercnn":
-        result = run_hypercnn(splits, data, cache_dir, budget, out)
+    if system in HYPERCNN_SYSTEMS:
+        result = run_hypercnn(
+            splits, data, cache_dir, budget, out, sampler, seed, search=system == "hypercnn"
+        )
     elif system == "handwritten_cnn":
         result = run_handwritten_cnn(splits, budget)
     elif system == "keras_tuner_hyperresnet":
@@ -288,7 +298,7 @@ def run_one(system: str, data: str, cache_dir: str, budget: float, out: Path) ->
     else:
         result = run_autokeras(splits, budget, out)
     result["wall_seconds"] = round(time.time() - started, 1)
-    if system != "hypercnn":
+    if system not in HYPERCNN_SYSTEMS:
         result["precision"] = "float32"  # the peers' default: Keras's global policy, untouched
     return result
 
@@ -301,16 +311,20 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="~/.cache/hypercnn")
     parser.add_argument("--work", default=str(ROOT / "results" / "bench_search_quality"))
     parser.add_argument("--output", default=str(ROOT / "results" / "bench_search_quality.csv"))
+    parser.add_argument("--samplers", default="random", help="HyperCNN's samplers to run: random,model")
+    parser.add_argument("--seeds", default="0", help="HyperCNN's search seeds (one split): e.g. 0,1,2")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one system in this process
+    parser.add_argument("--sampler", default="random", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = Path(args.work)
     if args.one:
         from search.quiet import load_tensorflow
 
         load_tensorflow()
-        out = work / args.one
+        out = work / f"{args.one}-{args.sampler}-seed{args.seed}"
         out.mkdir(parents=True, exist_ok=True)
-        result = run_one(args.one, args.data, args.cache_dir, args.budget, out)
+        result = run_one(args.one, args.data, args.cache_dir, args.budget, out, args.sampler, args.seed)
         (out / "result.json").write_text(json.dumps(result, indent=2))
         return
 
@@ -324,10 +338,21 @@ def main() -> None:
     peak, _ = measure_conv_peak("float32")
     machine = machine_row(peak, precision="")
     print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
-    rows = []
+    runs = []
     for system in args.systems.split(","):
-        print(f"=== {system}: {args.budget:.0f} s budget", flush=True)
-        (work / system / "result.json").unlink(missing_ok=True)
+        if system == "hypercnn":
+            runs += [
+                (system, sampler, int(seed))
+                for sampler in args.samplers.split(",")
+                for seed in args.seeds.split(",")
+            ]
+        else:
+            runs.append((system, "", 0))
+    rows = []
+    for system, sampler, seed in runs:
+        name = f"{system}-{sampler or 'random'}-seed{seed}"
+        print(f"=== {name}: {args.budget:.0f} s budget", flush=True)
+        (work / name / "result.json").unlink(missing_ok=True)
         started = time.time()
         process = subprocess.run(
             [
@@ -335,6 +360,10 @@ def main() -> None:
                 __file__,
                 "--one",
                 system,
+                "--sampler",
+                sampler or "random",
+                "--seed",
+                str(seed),
                 "--data",
                 args.data,
                 "--budget",
@@ -345,24 +374,60 @@ def main() -> None:
                 str(work),
             ],
         )
-        result_file = work / system / "result.json"
+        result_file = work / name / "result.json"
         result = json.loads(result_file.read_text()) if result_file.is_file() else {}
         if process.returncode != 0 and "note" not in result:
             result["note"] = f"exited with status {process.returncode}"
-        result.update(system=system, process_seconds=round(time.time() - started, 1))
+        result.update(
+            system=system,
+            sampler=sampler,
+            seed=str(seed) if system in HYPERCNN_SYSTEMS else "",
+            process_seconds=round(time.time() - started, 1),
+        )
         rows.append(result)
+    # Over several seeds, one more row per sampler: the mean, with the spread (standard deviation).
+    for sampler in args.samplers.split(","):
+        seeds = [
+            r
+            for r in rows
+            if r["system"] == "hypercnn" and r["sampler"] == sampler and r.get("test_accuracy")
+        ]
+        if len(seeds) > 1:
+            accuracies = pd.Series([r["test_accuracy"] for r in seeds])
+            rows.append(
+                {
+                    "system": "hypercnn",
+                    "sampler": sampler,
+                    "seed": "mean",
+                    "test_accuracy": round(float(accuracies.mean()), 4),
+                    "test_accuracy_spread": round(float(accuracies.std()), 4),
+                    "val_accuracy": float(pd.Series([r["val_accuracy"] for r in seeds]).mean()),
+                    "trials": float(pd.Series([r["trials"] for r in seeds]).mean()),
+                    "precision": seeds[0].get("precision"),
+                }
+            )
     columns = [
+        "run",
         "system",
+        "sampler",
+        "seed",
         "test_accuracy",
+        "test_accuracy_spread",
         "val_accuracy",
         "trials",
         "epochs",
+        "search_seconds",
         "wall_seconds",
         "process_seconds",
         "precision",
         "note",
     ]
-    table = pd.DataFrame(rows).reindex(columns=columns)
+    table = pd.DataFrame(rows)
+    table["run"] = [
+        "-".join(str(p) for p in (r["system"], r.get("sampler"), r.get("seed"), int(args.budget)) if p != "")
+        for r in rows
+    ]
+    table = table.reindex(columns=columns)
     table["budget_seconds"] = args.budget
     for column, value in machine.items():
         if column != "precision":
@@ -370,9 +435,11 @@ def main() -> None:
     target = Path(args.output)
     # A partial re-run replaces its systems' rows; it keeps the others only from the same commit
     # and machine, so that every table compares systems measured side by side.
-    table = merge_rows(target, table, key="system")
-    order = [s for s in SYSTEMS if s in set(table["system"])]
-    table = table.set_index("system").reindex(order).reset_index()
+    table = merge_rows(target, table, key="run")
+    table = table.sort_values(
+        ["budget_seconds", "system", "sampler", "seed"],
+        key=lambda c: c.map(SYSTEMS.index) if c.name == "system" else c.astype(str),
+    ).reset_index(drop=True)
     print(table.drop(columns=["command", "machine"]).to_string(index=False))
     table.to_csv(target, index=False)
     print(f"written: {target}")
