@@ -18,7 +18,11 @@ def run_job(config: SearchConfig, total_s: float, max_search_share: float = MAX_
     started = time.time()
     # The first trial (the default, which measures the pace) runs under the same cap either way.
     search_config = dataclasses.replace(config, time_budget_s=MAX_SEARCH_SHARE * total_s)
-    run_search(search_config, job_budget_s=total_s, job_started=started, max_search_share=max_search_share)
+    searched = run_search(
+        search_config, job_budget_s=total_s, job_started=started, max_search_share=max_search_share
+    )
+    if searched.interrupted:  # Ctrl-C ends the job, not just its search
+        raise KeyboardInterrupt
     left = total_s - (time.time() - started)
     print(f"{left / 60:.1f} min of the job's {total_s / 60:.1f} min left for the final model", flush=True)
     return make_report(config.out, retrain=True, time_budget_s=left)

@@ -22,6 +22,8 @@ FINAL_EPOCHS_WANTED = 30
 # Validation accuracy gained per e-fold more epochs, where the search measured none itself (a promoted
 # trial and its parent give the measured one).
 DEFAULT_GAIN_PER_LOG_EPOCH = 0.05
+# Upward extrapolation stops at this many times the epochs a trial was scored at (one Hyperband rung).
+MAX_EXTRAPOLATION = 3.0
 # Test pass, export check and report after the final training (seconds).
 AFTER_FINAL_TRAINING_S = 30.0
 
@@ -103,11 +105,15 @@ def gain_per_log_epoch(candidates: list[Candidate]) -> float:
 def expected_final_score(candidate: Candidate, final_s: float, final_images: int, gain: float) -> float:
     """The candidate's score extrapolated to the epochs its pace fits into `final_s` on `final_images`.
     Fewer epochs than it was scored at cost at least DEFAULT_GAIN_PER_LOG_EPOCH per e-fold, however
-    flat the measured gain: an undertrained network surely loses; a longer training only may gain."""
+    flat the measured gain: an undertrained network surely loses; a longer training only may gain,
+    and is credited for at most MAX_EXTRAPOLATION times the epochs it was scored at."""
     epochs_that_fit = final_s / (candidate.seconds_per_image * final_images)
     ratio = max(epochs_that_fit, 1e-3) / candidate.epochs
-    slope = gain if ratio >= 1 else max(gain, DEFAULT_GAIN_PER_LOG_EPOCH)
-    return candidate.score + slope * math.log(ratio)
+    if ratio < 1:
+        return candidate.score + max(gain, DEFAULT_GAIN_PER_LOG_EPOCH) * math.log(ratio)
+    # Learning curves flatten: extrapolated without a limit, a 1-epoch trial's gain to 30 epochs
+    # outran a 9-epoch trial that had beaten it at every shared epoch count.
+    return candidate.score + gain * math.log(min(ratio, MAX_EXTRAPOLATION))
 
 
 def choose_final(candidates: list[Candidate], final_s: float | None, final_images: int) -> Candidate | None:

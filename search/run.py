@@ -34,6 +34,8 @@ class SearchResult:
     best_trial: str | None
     best_score: float | None
     seconds: float
+    # Ctrl-C: the finished trials are kept; a job (hypercnn run) stops here too.
+    interrupted: bool = False
 
 
 def fit_verbosity(progress: str) -> int:
@@ -186,10 +188,12 @@ def run_search(
         f"factor {config.factor}){budget}; leaderboard: {run.trials_csv}",
         flush=True,
     )
+    interrupted = False
     try:
         # verbose=0 silences KerasTuner's own tables; our per-trial line and Keras's bar remain.
         tuner.search(train, validation_data=validation, epochs=config.max_epochs, verbose=0)
     except KeyboardInterrupt:
+        interrupted = True
         print(f"\ninterrupted: finished trials are kept in {run.path}; run the same command to resume")
     except RuntimeError as exc:
         if "consecutive failures" not in str(exc):
@@ -210,6 +214,7 @@ def run_search(
         best_trial=best.trial_id if best else None,
         best_score=best.score if best else None,
         seconds=time.time() - started,
+        interrupted=interrupted,
     )
     stop_reason = "time budget reached" if deadline and time.time() >= deadline else "search finished"
     best_text = f"best {result.best_score:.4f} (trial {result.best_trial})" if best else "no completed trial"

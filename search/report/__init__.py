@@ -144,6 +144,7 @@ def make_report(
         "rank",
         "trial_id",
         "status",
+        "proposal",
         *dict.fromkeys((config.objective, "val_accuracy", "val_loss")),
         "epochs",
         "best_epoch",

@@ -9,6 +9,7 @@ import pytest
 from search.plan import (
     DEFAULT_GAIN_PER_LOG_EPOCH,
     FINAL_EPOCHS_WANTED,
+    MAX_EXTRAPOLATION,
     MAX_SEARCH_SHARE,
     Candidate,
     choose_final,
@@ -66,6 +67,18 @@ def test_undertraining_costs_at_least_the_default_gain_even_when_the_measured_ga
     assert expected_final_score(slow, 100.0, 10_000, gain=0.0) == pytest.approx(
         0.8 - DEFAULT_GAIN_PER_LOG_EPOCH * math.log(9)
     )
+
+
+def test_a_short_trial_is_not_extrapolated_past_a_longer_one_that_beat_it() -> None:
+    # Hyperband's usual picture: the default reached 0.70 at 9 epochs; a 1-epoch trial scored 0.50.
+    # Both fit 30 final epochs; a steep measured gain must not lift the short one past the long one.
+    default = Candidate("00", score=0.70, epochs=9, seconds_per_image=0.001)
+    short = Candidate("05", score=0.50, epochs=1, seconds_per_image=0.001)
+    gain = 0.12
+    assert expected_final_score(short, 360.0, 12_000, gain) == pytest.approx(
+        0.50 + gain * math.log(MAX_EXTRAPOLATION)
+    )
+    assert choose_final([default, short], final_s=360.0, final_images=12_000) is default
 
 
 def test_gain_is_measured_from_promotions() -> None:

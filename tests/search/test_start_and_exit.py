@@ -81,3 +81,17 @@ def test_ctrl_c_keeps_finished_trials_and_unfreezes_the_garbage_collector(
     assert gc.get_freeze_count() == 0, "the search froze the process's objects and left them frozen"
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
     assert result.completed == 1 and trials.loc[0, "status"] == "COMPLETED"
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_search_of_a_job_ends_the_job(tmp_path: Path, tiny_npz: Path) -> None:
+    from search.job import run_job
+
+    register_space("interrupted-test-space")(InterruptedSpace)
+    InterruptedSpace.fits = 0
+    config = quick_search_config(tmp_path, tiny_npz, space="interrupted-test-space")
+    with pytest.raises(KeyboardInterrupt):
+        run_job(config, total_s=3600.0)
+    # The finished trial is kept; no final model is trained behind the user's back.
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
+    assert len(trials) >= 1 and not (tmp_path / "run" / "model" / "best.keras").exists()
