@@ -100,6 +100,10 @@ def merge_rows(target: Path, table: pd.DataFrame, key: str) -> pd.DataFrame:
     if not set(MACHINE_COLUMNS) <= set(earlier.columns):
         print(f"{target}: earlier rows have no commit/machine columns; replacing them", flush=True)
         return table
+    if key not in earlier.columns:
+        # Rows of an older layout (the 300 s search-quality run at e5f14a2 lost its table to this).
+        print(f"{target}: earlier rows have no {key!r} column (an older layout); replacing them", flush=True)
+        return table
     reference = table.iloc[0]
     kept = earlier[
         ~earlier[key].isin(table[key])

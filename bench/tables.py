@@ -61,6 +61,16 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _seed(value: object) -> str:
+    """A seed as written ("0", "mean"); pandas reads a column of numbers as floats."""
+    if pd.isna(value):
+        return ""
+    try:
+        return str(int(float(value)))
+    except ValueError:
+        return str(value)
+
+
 def _hypercnn_figure(rows: pd.DataFrame) -> float | None:
     """HyperCNN's test accuracy at one budget: the mean over seeds where there are several, else the
     one run (random sampler first: the default)."""
@@ -103,7 +113,7 @@ def search_quality_table(table: pd.DataFrame) -> str:
                 [
                     SYSTEM_NAMES.get(row.system, row.system),
                     "" if pd.isna(row.sampler) else str(row.sampler),
-                    "" if pd.isna(row.seed) else str(row.seed),
+                    _seed(row.seed),
                     accuracy,
                     _percent(row.val_accuracy),
                     _number(row.trials, 0),
