@@ -73,8 +73,9 @@ def best_trial(tuner: HyperCNNTuner, final_s: float | None = None, final_images:
         )
     trial = tuner.oracle.get_trial(chosen.trial_id)
     record = tuner.run.read_trial_record(trial.trial_id)
-    # The epoch at which the objective peaked, counted from the start of training.
-    epochs = record.get("best_epoch") or trial.hyperparameters.values.get("tuner/epochs", 1)
+    # The epoch at which the objective peaked, counted from the start of training (final_candidates
+    # read it from the same record).
+    epochs = chosen.epochs
     accuracies = record.get("history", {}).get("val_accuracy", [])
     epochs_seen = record.get("history", {}).get("epoch", [])
     val_accuracy = (
@@ -82,8 +83,7 @@ def best_trial(tuner: HyperCNNTuner, final_s: float | None = None, final_images:
         if epochs in epochs_seen and len(accuracies) == len(epochs_seen)
         else trial.metrics.get_best_value("val_accuracy")
     )
-    score = float(trial.score)
-    return BestTrial(trial.trial_id, score, float(val_accuracy), int(epochs), trial.hyperparameters)
+    return BestTrial(trial.trial_id, float(trial.score), float(val_accuracy), epochs, trial.hyperparameters)
 
 
 MAX_RETRAIN_EPOCHS = 200
