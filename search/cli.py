@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from search import quiet
 from search.errors import HyperCNNError
 
 USAGE_ERROR = 2
@@ -101,19 +102,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="wall time for the whole job, e.g. 15m; the program decides how much of it to search",
     )
 
-    report = commands.add_parser(
-        "report", help="retrain the best trial, test it, export it, write the report"
+    finalize = commands.add_parser(
+        "finalize",
+        help="train the chosen trial on train+validation, test it once, export every format, render the page",
     )
-    report.add_argument("run", help="a run folder written by 'hypercnn search'")
-    report.add_argument("--retrain", action="store_true", help="retrain even if an exported model is current")
-    report.add_argument(
+    finalize.add_argument("run", help="a run folder written by 'hypercnn search' (needs its data)")
+    finalize.add_argument(
+        "--retrain", action="store_true", help="retrain even if an exported model is current"
+    )
+    finalize.add_argument(
         "--time-budget", help="train the final model for as many epochs as fit this wall time, e.g. 5m"
     )
 
-    predict = commands.add_parser("predict", help="classify image files or folders with an exported model")
-    predict.add_argument("model", help="best.keras (or its run folder)")
-    predict.add_argument("images", nargs="+", help="PNG/JPEG files or folders of them")
-    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    report = commands.add_parser(
+        "report",
+        help="render the page from a finalized run folder (no data, no TensorFlow); finalize first if needed",
+    )
+    report.add_argument("run", help="a run folder written by 'hypercnn run' or 'hypercnn search'")
+    report.add_argument("--out", help="where to write the page; default RUN/report/index.html")
+    report.add_argument("--retrain", action="store_true", help="finalize again with a fresh final training")
+    report.add_argument(
+        "--time-budget", help="finalize again, training for as many epochs as fit this wall time, e.g. 5m"
+    )
+
+    compare = commands.add_parser("compare", help="one page comparing finalized runs side by side")
+    compare.add_argument("runs", nargs="+", help="two or more finalized run folders")
+    compare.add_argument("--out", default="compare.html", help="the page to write; default compare.html")
+
+    predict = commands.add_parser(
+        "predict", help="classify image files, folders or .npz files with an exported model"
+    )
+    predict.add_argument(
+        "model",
+        help="best.keras, saved_model/, model[_dynamic_range].tflite, model.onnx, or a run folder",
+    )
+    predict.add_argument(
+        "images", nargs="+", help="PNG/JPEG files, folders of them, or .npz files (array 'x')"
+    )
+    predict.add_argument(
+        "--format", dest="output_format", help="csv | json | jsonl; default csv (or from --output's suffix)"
+    )
+    predict.add_argument("--output", help="write the predictions to this file instead of standard output")
+    predict.add_argument(
+        "--json", action="store_true", help="same as --format jsonl: one JSON object per line"
+    )
 
     commands.add_parser("spaces", help="list the search spaces and their hyper-parameters")
     return parser
@@ -161,31 +193,44 @@ def _print_spaces() -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from search.predict import load_model
+    from search.predict import load_model, write_predictions
 
-    classifier = load_model(args.model)
-    for prediction in classifier.predict_files(args.images):
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "file": prediction.file,
-                        "class": prediction.label,
-                        "probability": prediction.probability,
-                    }
-                )
-            )
-        else:
-            print(f"{prediction.file}\t{prediction.label}\t{prediction.probability:.4f}")
+    kind = args.output_format or ("jsonl" if args.json else None)
+    if kind is None and args.output:
+        kind = {".json": "json", ".jsonl": "jsonl"}.get(Path(args.output).suffix.lower(), "csv")
+    kind = kind or "csv"
+    if kind not in ("csv", "json", "jsonl"):
+        raise HyperCNNError(f"--format {kind!r} is unknown; use csv, json or jsonl")
+    predictions = load_model(args.model).predict_files(args.images)
+    if args.output:
+        with open(args.output, "w", newline="", encoding="utf-8") as target:
+            write_predictions(predictions, kind, target)
+        print(f"{len(predictions)} predictions written to {args.output}", file=sys.stderr)
+    else:
+        write_predictions(predictions, kind, sys.stdout)
+
+
+def _report(args: argparse.Namespace) -> None:
+    """Render only when the run is finalized and nothing asks for more: no data, no TensorFlow."""
+    from search.config import parse_duration
+    from search.report import render_run
+    from search.report.artifacts import needs_finalize
+
+    budget = parse_duration(args.time_budget)
+    if args.retrain or budget is not None or needs_finalize(args.run):
+        from search.finalize import finalize_run
+
+        quiet.load_tensorflow()
+        finalize_run(args.run, retrain=args.retrain, time_budget_s=budget)
+    print(f"report: {render_run(args.run, args.out)}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from search import quiet
-
     quiet.set_verbose(args.verbose)
     try:
-        quiet.load_tensorflow()  # every command but --help trains or loads a model
+        if args.command in ("search", "run", "finalize", "predict"):
+            quiet.load_tensorflow()  # these train or load a model; report and compare render only
         if args.command == "search":
             from search.run import run_search
 
@@ -195,11 +240,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config = config_from_args(args)
             run_job(config, config.time_budget_s)
-        elif args.command == "report":
+        elif args.command == "finalize":
             from search.config import parse_duration
             from search.report import make_report
 
             make_report(args.run, retrain=args.retrain, time_budget_s=parse_duration(args.time_budget))
+        elif args.command == "report":
+            _report(args)
+        elif args.command == "compare":
+            from search.report.compare import compare_runs
+
+            print(f"comparison: {compare_runs(args.runs, args.out)}")
         elif args.command == "predict":
             _predict(args)
         elif args.command == "spaces":

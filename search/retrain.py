@@ -15,6 +15,7 @@ from search.data import Splits
 from search.errors import HyperCNNError
 from search.pipeline import make_dataset
 from search.plan import Candidate, choose_final, seconds_per_image
+from search.ranking import is_ranked
 from search.run import build_hypermodel
 from search.tuner import HyperCNNTuner, StopAtDeadline
 
@@ -46,7 +47,7 @@ def final_candidates(tuner: HyperCNNTuner) -> list[Candidate]:
     had when scored, and its measured pace."""
     candidates = []
     for trial in tuner.oracle.trials.values():
-        if trial.status != "COMPLETED" or trial.score is None:
+        if not is_ranked(trial.status, trial.score):
             continue
         record = tuner.run.read_trial_record(trial.trial_id)
         pace = seconds_per_image(record, tuner.config.batch_size)

@@ -36,6 +36,8 @@ class SearchResult:
     seconds: float
     # Ctrl-C: the finished trials are kept; a job (hypercnn run) stops here too.
     interrupted: bool = False
+    # hypercnn run: how the job's budget was split after the first trial.
+    plan: BudgetPlan | None = None
 
 
 def fit_verbosity(progress: str) -> int:
@@ -92,6 +94,8 @@ def build_tuner(config: SearchConfig, loaded: LoadedData, overwrite: bool | None
 def _check_run_folder(config: SearchConfig) -> RunFolder:
     """Refuses to resume a different search; writes nothing (the data has not been checked yet)."""
     run = RunFolder(config.out)
+    if not config.overwrite:
+        run.check_format()  # a folder from a newer HyperCNN is refused; older ones resume
     if run.config.is_file() and not config.overwrite:
         previous = SearchConfig.load(run.path)
         changed = previous.same_search_as(config)
@@ -119,6 +123,7 @@ def budget_planner(
             return
         plan = plan_budget(job_budget_s, pace * final_images, time.time() - job_started, max_share)
         planned.append(plan)
+        tuner.budget_plan = plan
         tuner.set_deadline(job_started + plan.search_s)
         print(plan.describe(), flush=True)
 
@@ -144,6 +149,7 @@ def run_search(
     if config.overwrite and run.path.exists():
         shutil.rmtree(run.path)
     config.save(run.path)
+    run.write_format()
     acceleration = choose_acceleration(config)
     write_json(
         run.env,
@@ -215,6 +221,7 @@ def run_search(
         best_score=best.score if best else None,
         seconds=time.time() - started,
         interrupted=interrupted,
+        plan=getattr(tuner, "budget_plan", None),
     )
     stop_reason = "time budget reached" if deadline and time.time() >= deadline else "search finished"
     best_text = f"best {result.best_score:.4f} (trial {result.best_trial})" if best else "no completed trial"

@@ -1,11 +1,17 @@
 """The run-folder contract: every file a later step needs, under a stable name in results/<run>/.
 
+run.json             the folder's format version (RUN_FORMAT) and the HyperCNN that wrote it
 config.json          the SearchConfig
 env.json             versions, hardware, data sha256, split sizes
+job.json             hypercnn run's budget: the total, what each invocation spent, the split
 trials.csv           the leaderboard, one row per trial, updated as trials finish
 tuner/               KerasTuner's own state (oracle.json, trial_*/), which resume reads
-report/              index.html, leaderboard.csv, metrics.json
-model/               best.keras, model.json, history.json
+report/              written by finalize: metrics.json, leaderboard.csv, predictions.npz (test labels
+                     and probabilities), gallery.npz (the test images the figures show),
+                     search_history.json (every trial's epochs); then index.html by the renderer,
+                     which reads nothing else
+model/               best.keras, saved_model/, model.tflite, model_dynamic_range.tflite, model.onnx,
+                     model.json (formats, agreement, sizes, sha256), history.json
 """
 
 from __future__ import annotations
@@ -22,16 +28,36 @@ from typing import Any
 
 import pandas as pd
 
+from search.errors import HyperCNNError
+
 TUNER_PROJECT = "tuner"
+# 1: folders written before run.json existed (search state and best.keras only); 2: run.json, job.json
+# and the finalized report files. Bump when a later step can no longer read what an earlier one wrote.
+RUN_FORMAT = 2
 TRIAL_RECORD = "hypercnn.json"
-PACKAGES = ("tensorflow", "keras", "keras-tuner", "numpy", "pandas", "scikit-learn", "matplotlib", "pillow")
+PACKAGES = (
+    "hypercnn",
+    "tensorflow",
+    "keras",
+    "keras-tuner",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+    "pillow",
+    "optuna",
+    "tf2onnx",
+    "onnxruntime",
+)
 
 
 class RunFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    run_json = property(lambda self: self.path / "run.json")
     config = property(lambda self: self.path / "config.json")
+    job_json = property(lambda self: self.path / "job.json")
     env = property(lambda self: self.path / "env.json")
     trials_csv = property(lambda self: self.path / "trials.csv")
     tuner_dir = property(lambda self: self.path / TUNER_PROJECT)
@@ -39,6 +65,37 @@ class RunFolder:
     model_dir = property(lambda self: self.path / "model")
     model_file = property(lambda self: self.path / "model" / "best.keras")
     model_json = property(lambda self: self.path / "model" / "model.json")
+    model_history = property(lambda self: self.path / "model" / "history.json")
+    metrics_json = property(lambda self: self.path / "report" / "metrics.json")
+    leaderboard_csv = property(lambda self: self.path / "report" / "leaderboard.csv")
+    predictions = property(lambda self: self.path / "report" / "predictions.npz")
+    gallery = property(lambda self: self.path / "report" / "gallery.npz")
+    search_history = property(lambda self: self.path / "report" / "search_history.json")
+    html = property(lambda self: self.path / "report" / "index.html")
+
+    def format_version(self) -> int | None:
+        """The folder's format: RUN_FORMAT and below are read; None for a folder with no run at all."""
+        if self.run_json.is_file():
+            try:
+                return int(json.loads(self.run_json.read_text())["format"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise HyperCNNError(
+                    f"{self.run_json} is damaged; restore it from a copy of the run or write "
+                    f'{{"format": {RUN_FORMAT}}} into it'
+                ) from None
+        return 1 if self.config.is_file() else None
+
+    def check_format(self) -> int | None:
+        version = self.format_version()
+        if version is not None and version > RUN_FORMAT:
+            raise HyperCNNError(
+                f"{self.path} was written by a newer HyperCNN (run format {version}; this one reads up "
+                f"to {RUN_FORMAT}); upgrade hypercnn to use it"
+            )
+        return version
+
+    def write_format(self) -> None:
+        write_json(self.run_json, {"format": RUN_FORMAT, "hypercnn": _own_version()})
 
     def trial_record(self, trial_id: str) -> Path:
         return self.tuner_dir / f"trial_{trial_id}" / TRIAL_RECORD
@@ -69,6 +126,13 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+def _own_version() -> str:
+    try:
+        return metadata.version("hypercnn")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def package_versions() -> dict[str, str]:
@@ -136,6 +200,8 @@ def trials_table(
         }
         # default, portfolio, random or model; a promotion keeps its first trial's configuration.
         row["proposal"] = source_of[trial_id] = proposals.get(trial_id) or source_of.get(row["parent_trial"])
+        # What the trial is ranked by (search.ranking): the objective's best value it reached.
+        row["score"] = None if trial.score is None or not math.isfinite(trial.score) else float(trial.score)
         row["epochs_trained"] = record.get("epochs_trained")
         row["best_epoch"] = record.get("best_epoch")
         for metric in dict.fromkeys(("val_accuracy", objective, "val_loss", "accuracy", "loss")):
@@ -144,6 +210,7 @@ def trials_table(
                 value = trial.metrics.get_last_value(metric)
             row[metric] = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
         row["seconds"] = record.get("seconds")
+        row["finished_at"] = record.get("finished_at")
         # Seconds not spent in training steps or validation: build, compile, tracing, checkpoints.
         row["overhead_seconds"] = record.get("overhead_seconds")
         row.update(values)

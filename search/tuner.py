@@ -24,6 +24,7 @@ import keras_tuner as kt
 from search import compat
 from search.config import SearchConfig
 from search.objective import Objective, get_objective
+from search.ranking import best_kerastuner_trial
 from search.runfolder import TUNER_PROJECT, RunFolder, error_line, trials_table, write_csv, write_json
 from search.sampler import RANDOM_SHARE, model_values
 from search.timing import StepClock
@@ -308,10 +309,9 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
             self.live_models.popitem(last=False)
 
     def best_trial(self) -> kt.engine.trial.Trial | None:
-        """The completed trial with the best score; ties go to the earliest trial, as in the
-        leaderboard (KerasTuner's own order among ties follows the order it read trials from disk)."""
-        done = [t for t in self.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
-        return min(done, key=lambda t: (self.objective.sort_key(t.score), t.trial_id), default=None)
+        """The best trial by search.ranking's rule (KerasTuner's own order among ties follows the
+        order it read trials from disk)."""
+        return best_kerastuner_trial(self.oracle.trials, self.objective)
 
     def set_deadline(self, deadline: float | None) -> None:
         self.deadline = deadline
@@ -362,6 +362,8 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
                 "epochs_trained": len(history["epoch"]),
                 "best_epoch": history["epoch"][best] if best is not None else None,
                 "status_note": note,
+                # Wall-clock end, for the report's best-so-far against time.
+                "finished_at": time.time(),
                 # Optimizer steps at the start and end: a promoted trial starts where its parent ended.
                 "optimizer_steps": recorder.steps,
                 "precision": recorder.precision,
