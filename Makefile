@@ -18,11 +18,14 @@ RUN_FLAGS ?= --space fast --train-size 5000 --val-size 1000 --test-size 2000 \
 $(VENV)/.run-deps: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e .
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[onnx]'
 	touch $@
 
+# The report's browser test drives Debian's Chromium (Playwright's own browser download cannot work
+# on machines without the internet); installed here when missing, which needs root (CI runs as root).
 $(VENV)/.test-deps: $(VENV)/.run-deps
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	touch $@
 
 run: $(VENV)/.run-deps

@@ -229,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet.set_verbose(args.verbose)
     try:
-        if args.command in ("search", "run", "finalize", "predict"):
-            quiet.load_tensorflow()  # these train or load a model; report and compare render only
+        if args.command in ("search", "run", "finalize", "predict", "spaces"):
+            quiet.load_tensorflow()  # these build, train or load models; report and compare render only
         if args.command == "search":
             from search.run import run_search
 

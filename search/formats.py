@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from search import quiet
 from search.errors import HyperCNNError
 
 KERAS = "keras"
@@ -90,7 +91,8 @@ def tflite_runner(path: Path) -> tuple[Runner, tuple[int, ...]]:
     def predict_batch(images: np.ndarray) -> np.ndarray:
         if state["batch"] != len(images):
             interpreter.resize_tensor_input(source["index"], images.shape)
-            interpreter.allocate_tensors()
+            with quiet.native_chatter_held():
+                interpreter.allocate_tensors()
             state["batch"] = len(images)
         interpreter.set_tensor(source["index"], images)
         interpreter.invoke()
@@ -132,6 +134,6 @@ def load_runner(path: Path, kind: str | None = None) -> tuple[Runner, tuple[int,
         raise
     except Exception as exc:
         raise HyperCNNError(
-            f"cannot load {kind} model {path} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
-            "re-export it with 'hypercnn finalize RUN --retrain'"
+            f"cannot load model {path} as {kind} ({type(exc).__name__}); re-export it with "
+            "'hypercnn finalize RUN --retrain'"
         ) from None

@@ -86,3 +86,13 @@ def load_tensorflow(verbose: bool | None = None) -> ModuleType:
             flush=True,
         )
     return tf
+
+
+@contextlib.contextmanager
+def native_chatter_held():
+    """Hold what native code writes to standard error meanwhile (TFLite's "Created TensorFlow Lite
+    XNNPACK delegate" INFO line), shown only when verbose."""
+    with _captured_fd2() as captured:
+        yield
+    if verbose_requested() and captured and captured[0]:
+        sys.stderr.write(captured[0])

@@ -136,3 +136,34 @@ def traced_train_step(model, x_spec, y_spec):
     op_types = [node.op for node in graph.node]
     op_types += [node.op for function in graph.library.function for node in function.node_def]
     return step, op_types
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_npz: Path) -> Path:
+    """One searched and finalized run of the `cnn` space on tiny data, through the CLI as a user runs
+    it: `hypercnn search`, then `hypercnn report` with a time budget (which finalizes, then renders).
+    Shared by the end-to-end, export, predict, page and browser tests; they read it, or copy it."""
+    from tests.cli import hypercnn, report_budget
+
+    run = tmp_path_factory.mktemp("e2e") / "run"
+    cache = run.parent / "cache"
+    common = ["--data", str(tiny_npz), "--out", str(run), "--cache-dir", str(cache)]
+    search = hypercnn(
+        "search",
+        *common,
+        "--space",
+        "cnn",
+        "--max-epochs",
+        "2",
+        "--factor",
+        "2",
+        "--val-size",
+        "40",
+        "--test-size",
+        "40",
+    )
+    assert "[trial 0000]" in search.stdout and "search finished" in search.stdout
+    # A 1-2 epoch retrain of 200 images is a handful of steps; the budget trains it for real.
+    report = hypercnn("report", str(run), "--time-budget", f"{report_budget(run):.0f}s")
+    assert "test accuracy" in report.stdout
+    return run

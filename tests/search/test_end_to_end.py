@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,60 +12,23 @@ from PIL import Image
 
 from search import SearchConfig, load_model
 from search.data import load_data
+from tests.cli import copy_run, hypercnn, report_budget
 
 pytestmark = pytest.mark.slow
 
 
-def hypercnn(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, "-m", "search", *argv], capture_output=True, text=True, env=env, timeout=600
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"hypercnn {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def report_budget(run: Path, epochs: int = 8) -> float:
-    """Wall time for a report whose retrain fits about `epochs` epochs of the winner at the search's
-    own pace. The winner differs in cost by 10x between runs (the `cnn` space's widths), so a fixed
-    budget fit 20 epochs of one winner and 1 epoch of another."""
-    from search.retrain import AFTER_TRAINING_SECONDS, RETRAIN_BUDGET_MARGIN
-
-    board = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
-    done = board[board["status"] == "COMPLETED"]
-    best = done.sort_values(["val_accuracy", "trial_id"], ascending=[False, True]).iloc[0]
-    record = json.loads((run / "tuner" / f"trial_{best.trial_id}" / "hypercnn.json").read_text())
-    # 200 train+validation images against the trial's 160 training images.
-    per_epoch = record["train_seconds"] / record["epochs_trained"] * 200 / 160
-    fixed = record["setup_seconds"] + record["trace_seconds"]
-    return (AFTER_TRAINING_SECONDS + fixed + epochs * per_epoch) / RETRAIN_BUDGET_MARGIN + 5
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_npz: Path) -> Path:
-    run = tmp_path_factory.mktemp("e2e") / "run"
-    cache = run.parent / "cache"
-    common = ["--data", str(tiny_npz), "--out", str(run), "--cache-dir", str(cache)]
-    search = hypercnn(
-        "search",
-        *common,
-        "--space",
-        "cnn",
-        "--max-epochs",
-        "2",
-        "--factor",
-        "2",
-        "--val-size",
-        "40",
-        "--test-size",
-        "40",
-    )
-    assert "[trial 0000]" in search.stdout and "search finished" in search.stdout
-    # A 1-2 epoch retrain of 200 images is a handful of steps; the budget trains it for real.
-    report = hypercnn("report", str(run), "--time-budget", f"{report_budget(run):.0f}s")
-    assert "test accuracy" in report.stdout
-    return run
+SECTIONS = (
+    "summary",
+    "leaderboard",
+    "hyperband",
+    "importance",
+    "curves",
+    "confusion",
+    "per-class",
+    "mistakes",
+    "samples",
+    "model",
+)
 
 
 def test_search_writes_the_run_folder_contract(finished_run: Path) -> None:
@@ -108,9 +68,13 @@ def test_search_writes_the_run_folder_contract(finished_run: Path) -> None:
 
 def test_report_has_every_section_and_is_self_contained(finished_run: Path) -> None:
     html = (finished_run / "report" / "index.html").read_text()
-    for section in ("summary", "leaderboard", "samples", "curves", "confusion", "per-class", "best-config"):
+    for section in SECTIONS:
         assert f'<section id="{section}">' in html
-    assert html.count("data:image/png;base64,") == 4
+    # Figures: hyperband, curves, confusion, samples, and importance with its effects where 6 trials
+    # are ranked; plus one small image per confident mistake.
+    mistakes = len(np.load(finished_run / "report" / "gallery.npz")["mistake_indices"])
+    figures = 6 if 'alt="hyper-parameter importance"' in html else 4
+    assert html.count("data:image/png;base64,") == figures + mistakes
     assert "http://" not in html and "https://" not in html
     metrics = json.loads((finished_run / "report" / "metrics.json").read_text())
     confusion = np.array(metrics["confusion_matrix"])
@@ -121,7 +85,8 @@ def test_report_has_every_section_and_is_self_contained(finished_run: Path) -> N
     html_accuracy = f"{100 * metrics['test_accuracy']:.2f}"
     assert html_accuracy in html
     board = pd.read_csv(finished_run / "report" / "leaderboard.csv", dtype={"trial_id": str})
-    assert board.loc[0, "trial_id"] == metrics["best_trial"]
+    # One rule: the leaderboard's first row is the trial the search ranked best.
+    assert board.loc[0, "trial_id"] == metrics["top_trial"]
 
 
 def test_reloaded_model_predicts_exactly_what_the_trained_one_did(finished_run: Path) -> None:
@@ -155,14 +120,24 @@ def test_predict_classifies_png_files_and_folders(finished_run: Path, tmp_path: 
     assert [r["class"] for r in rows] == expected
     assert all(0.0 < r["probability"] <= 1.0 for r in rows)
     plain = hypercnn("predict", model, str(folder / "img0.png"))
-    assert plain.stdout.split("\t")[1] == expected[0]
+    header, row = plain.stdout.strip().splitlines()
+    assert header == "file,class,probability" and row.split(",")[1] == expected[0]
 
 
-def test_report_again_reuses_the_exported_model(finished_run: Path) -> None:
-    before = (finished_run / "model" / "model.json").read_text()
-    again = hypercnn("report", str(finished_run))
+def test_finalize_again_reuses_the_exported_model(finished_run: Path, tmp_path: Path) -> None:
+    run = copy_run(finished_run, tmp_path / "copy")
+    before = (run / "model" / "model.json").read_text()
+    again = hypercnn("finalize", str(run))
     assert "reusing" in again.stdout
-    assert (finished_run / "model" / "model.json").read_text() == before
+    assert (run / "model" / "model.json").read_text() == before
+
+
+def test_report_on_a_finalized_run_only_renders(finished_run: Path, tmp_path: Path) -> None:
+    run = copy_run(finished_run, tmp_path / "copy")
+    (run / "report" / "index.html").unlink()
+    again = hypercnn("report", str(run))
+    assert "retraining" not in again.stdout and "test accuracy" not in again.stdout
+    assert (run / "report" / "index.html").is_file()
 
 
 def test_python_api_matches_the_cli(finished_run: Path, tmp_path: Path) -> None:
@@ -184,15 +159,11 @@ def test_python_api_matches_the_cli(finished_run: Path, tmp_path: Path) -> None:
 
 def test_report_with_a_time_budget_ends_inside_it(finished_run: Path, tmp_path: Path) -> None:
     """The retrain plans its epochs from the search's pace so that the whole report fits the budget."""
-    import shutil
     import time
 
     from search import make_report
 
-    run = tmp_path / "copy"
-    shutil.copytree(finished_run, run)
-    config = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps({**config, "out": str(run)}))
+    run = copy_run(finished_run, tmp_path / "copy")
     budget = report_budget(run)
     started = time.time()
     make_report(run, retrain=True, time_budget_s=budget)

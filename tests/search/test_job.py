@@ -96,3 +96,39 @@ def test_a_budget_too_small_for_the_final_training_searches_nothing_more(
     # The final model is the default, trained for what the rest of the budget fits (more than the
     # 1 epoch its trial had).
     assert metrics["best_trial"] == trials.loc[0, "trial_id"] and metrics["retrain_epochs"] > 1
+
+
+def test_the_budget_belongs_to_the_run_and_a_resumed_job_continues_it(tmp_path: Path) -> None:
+    """job.json adds up what every invocation spent; a resumed job starts its clock that far back."""
+    from search.job import BudgetLedger
+    from search.runfolder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    with BudgetLedger(run, 300.0, fresh=False) as first:
+        run.write_format()  # what run_search writes once the folder is ready
+        time.sleep(0.3)
+    spent_first = json.loads(run.job_json.read_text())["spent_s"]
+    assert spent_first >= 0.3 and first.spent_s() == pytest.approx(spent_first, abs=0.2)
+    # A killed invocation leaves what the ledger last wrote: pretend it had run 100 s.
+    ledger = json.loads(run.job_json.read_text())
+    ledger["invocations"][0]["seconds"] = 100.0
+    run.job_json.write_text(json.dumps(ledger))
+    resumed = BudgetLedger(run, 300.0, fresh=False)
+    assert resumed.spent_before == 100.0
+    assert resumed.job_started == pytest.approx(time.time() - 100.0, abs=1.0)
+    with resumed:
+        run.write_format()
+    written = json.loads(run.job_json.read_text())
+    assert len(written["invocations"]) == 2 and written["spent_s"] >= 100.0
+    # --overwrite starts the budget afresh.
+    assert BudgetLedger(run, 300.0, fresh=True).spent_before == 0.0
+
+
+def test_a_run_whose_budget_is_spent_says_so_in_one_line(tmp_path: Path, tiny_npz: Path, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "job.json").write_text(json.dumps({"time_budget_s": 60, "invocations": [{"seconds": 61.0}]}))
+    assert main(run_flags(tiny_npz, out, "60s")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "spent its whole budget" in err and "--time-budget" in err

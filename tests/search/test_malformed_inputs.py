@@ -362,7 +362,7 @@ def exported_model(tmp_path_factory) -> Path:
 
 def test_predict_with_a_missing_model(tmp_path: Path, capsys) -> None:
     code, err = run_cli(capsys, "predict", str(tmp_path / "best.keras"), str(tmp_path))
-    assert_one_line_error(code, err, "does not exist", "hypercnn report")
+    assert_one_line_error(code, err, "does not exist", "hypercnn finalize")
 
 
 def test_predict_with_a_file_that_is_not_a_model(tmp_path: Path, capsys) -> None:
