@@ -39,6 +39,9 @@ class BudgetLedger:
                 ) from None
         self.invocations: list[dict[str, Any]] = list(previous.get("invocations", []))
         self.plan: dict[str, Any] | None = previous.get("plan")
+        # The job reached its report; a later invocation with a larger budget goes on from there.
+        self.completed = bool(previous.get("completed"))
+        self.previous_budget_s = previous.get("time_budget_s")
         self.spent_before = sum(float(i.get("seconds", 0.0)) for i in self.invocations)
         self.started = time.time()
         self.invocations.append(
@@ -64,6 +67,7 @@ class BudgetLedger:
                 "spent_s": round(self.spent_s(), 1),
                 "invocations": self.invocations,
                 "plan": self.plan,
+                "completed": self.completed,
             },
         )
 
@@ -96,6 +100,16 @@ def run_job(config: SearchConfig, total_s: float, max_search_share: float = MAX_
     `max_search_share` 0 trains the default alone (the bench's default_only)."""
     run = RunFolder(config.out)
     ledger = BudgetLedger(run, total_s, fresh=config.overwrite)
+    grown = ledger.previous_budget_s is None or total_s > ledger.previous_budget_s
+    if ledger.completed and not grown and run.html.is_file():
+        # `make run` twice: the finished job is shown, not an error.
+        print(
+            f"{run.path} already finished inside its {total_s / 60:.1f} min budget: report {run.html}; "
+            "give a larger --time-budget to go on searching and training, or --overwrite to start afresh",
+            flush=True,
+        )
+        metrics = json.loads(run.metrics_json.read_text())
+        return ReportResult(run.html, run.model_file, metrics["test_accuracy"], metrics["best_trial"])
     if ledger.spent_before >= total_s:
         raise HyperCNNError(
             f"{run.path} has spent its whole budget ({ledger.spent_before / 60:.1f} of "
@@ -122,6 +136,7 @@ def run_job(config: SearchConfig, total_s: float, max_search_share: float = MAX_
         left = total_s - (time.time() - started)
         print(f"{left / 60:.1f} min of the job's {total_s / 60:.1f} min left for the final model", flush=True)
         finalized = finalize_run(config.out, retrain=True, time_budget_s=left)
+        ledger.completed = True
         ledger.write()  # before rendering, so the page shows the time spent
         html = render_run(config.out)
     print(f"report: {html}\nmodel:  {run.model_file}", flush=True)

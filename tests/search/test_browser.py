@@ -7,8 +7,11 @@ import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from search.cli import main
+from tests.cli import copy_run
 from tests.search.test_end_to_end import SECTIONS
 
 pytestmark = pytest.mark.slow
@@ -38,7 +41,14 @@ def chromium_path() -> str:
 def test_the_report_opens_in_chromium_sorts_and_fetches_nothing(finished_run: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    page_url = (finished_run / "report" / "index.html").resolve().as_uri()
+    # Seconds whose order as text (10, 100, 9.5) differs from their order as numbers, so that the
+    # numeric sort is tested whatever the trials took.
+    run = copy_run(finished_run, tmp_path / "run")
+    board = pd.read_csv(run / "report" / "leaderboard.csv", dtype={"trial_id": str, "parent_trial": str})
+    board["seconds"] = [[9.5, 10.0, 100.0][i % 3] + i for i in range(len(board))]
+    board.to_csv(run / "report" / "leaderboard.csv", index=False)
+    assert main(["report", str(run)]) == 0
+    page_url = (run / "report" / "index.html").resolve().as_uri()
     console_errors: list[str] = []
     requests: list[str] = []
     with sync_playwright() as playwright:

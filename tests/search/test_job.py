@@ -132,3 +132,17 @@ def test_a_run_whose_budget_is_spent_says_so_in_one_line(tmp_path: Path, tiny_np
     assert main(run_flags(tiny_npz, out, "60s")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "spent its whole budget" in err and "--time-budget" in err
+
+
+def test_a_finished_run_invoked_again_shows_its_report(tmp_path: Path, tiny_npz: Path, capsys) -> None:
+    """`make run` twice: the second shows the finished job instead of failing on a spent budget."""
+    out = tmp_path / "run"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "index.html").write_text("<html></html>")
+    (out / "report" / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "best_trial": "0000"}))
+    job = {"time_budget_s": 60, "invocations": [{"seconds": 55.0}], "completed": True}
+    (out / "job.json").write_text(json.dumps(job))
+    # 55 s of 60 spent, but the job is complete: the same budget starts nothing (a retrain in the 5 s
+    # left would replace the good model with a worse one).
+    assert main(run_flags(tiny_npz, out, "60s")) == 0
+    assert "already finished" in capsys.readouterr().out
