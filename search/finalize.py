@@ -118,8 +118,9 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
         test_origin=splits.test_origin,
         trials_at_finalize=len(trials),
     )
-    if fresh:
-        print(f"exporting the model ({', '.join(['keras', 'saved_model', 'tflite', 'onnx'])})", flush=True)
+    # A model exported by an earlier HyperCNN (run format 1) has best.keras only: export the rest.
+    if fresh or "formats" not in json.loads(run.model_json.read_text()):
+        print("exporting the model: best.keras, saved_model/, two .tflite files, model.onnx", flush=True)
         export_model(
             retrained.model,
             run,

@@ -126,9 +126,18 @@ def test_an_earlier_run_folder_resumes_and_rerenders(finished_run: Path, tmp_pat
     run = copy_run(finished_run, tmp_path / "v1-with-data")
     (run / "run.json").unlink()
     (run / "report" / "metrics.json").unlink()
+    # Format 1 exported best.keras alone.
+    described = json.loads((run / "model" / "model.json").read_text())
+    described.pop("formats")
+    (run / "model" / "model.json").write_text(json.dumps(described))
+    shutil.rmtree(run / "model" / "saved_model")
+    for name in ("model.tflite", "model_dynamic_range.tflite", "model.onnx"):
+        (run / "model" / name).unlink()
     result = hypercnn("report", str(run))
     assert "test accuracy" in result.stdout and "report:" in result.stdout
     assert json.loads((run / "run.json").read_text())["format"] == RUN_FORMAT
+    assert (run / "model" / "model.onnx").is_file()
+    assert set(json.loads((run / "model" / "model.json").read_text())["formats"]) >= {"keras", "onnx"}
 
 
 def test_compare_puts_runs_side_by_side(finished_run: Path, tmp_path: Path) -> None:
