@@ -135,7 +135,7 @@ def hyperband_figure(
         if not scores:
             continue
         line_colour = colour.get(row.bracket, "#57606a")
-        curves_axis.plot(epochs, scores, "-o", ms=2.5, lw=1, alpha=0.75, color=line_colour)
+        curves_axis.plot(epochs, scores, "-o", ms=4, lw=1.2, alpha=0.75, color=line_colour)
         parent = None if pd.isna(row.parent_trial) else str(row.parent_trial).zfill(len(str(row.trial_id)))
         if parent in last_point:
             px, py = last_point[parent]
