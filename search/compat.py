@@ -45,7 +45,9 @@ def keeping_tensorflow_kernel_cache(active: bool) -> Iterator[None]:
 
 def learning_rate_schedule(optimizer: keras.optimizers.Optimizer) -> Any:
     """The schedule object a compiled optimizer holds: `.learning_rate` is its current value, not the
-    schedule, and a promotion must stretch the schedule in place (no retrace of the step)."""
+    schedule, and a promotion must stretch the schedule in place (no retrace of the step). Under
+    mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer: the schedule is its inner one's."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     return optimizer._learning_rate
 
 

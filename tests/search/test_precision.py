@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 import keras_tuner as kt
+import pytest
 
 from search.data import load_data
 from search.run import build_tuner
@@ -25,3 +26,30 @@ def test_each_trial_build_keeps_the_chosen_precision(tmp_path: Path, tiny_npz: P
             assert conv.compute_dtype == "bfloat16" and conv.variable_dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
+def test_promotions_continue_under_mixed_float16(tmp_path: Path, tiny_npz: Path) -> None:
+    """The GPU default, mixed_float16, wraps the optimizer in Keras's LossScaleOptimizer; a promotion
+    stretches the schedule of the optimizer inside it. Checked on the CPU, which runs float16 too."""
+    import json
+
+    import pandas as pd
+
+    from search import run_search
+
+    config = quick_search_config(tmp_path, tiny_npz, space="cnn", precision="mixed_float16")
+    try:
+        result = run_search(config)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
+    assert (trials["status"] == "COMPLETED").all(), trials[["trial_id", "status", "error"]]
+    promoted = trials[trials["parent_trial"].notna()]
+    assert len(promoted) >= 1 and result.completed == len(trials)
+    records = [
+        json.loads((tmp_path / "run" / "tuner" / f"trial_{t}" / "hypercnn.json").read_text())
+        for t in promoted["trial_id"]
+    ]
+    assert all(r["precision"] == "mixed_float16" for r in records)
+    assert any(r["continued_from"] in ("memory", "checkpoint") for r in records)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+import time
+from pathlib import Path
+
 import keras_tuner as kt
+import pytest
 
 from search.retrain import AFTER_TRAINING_SECONDS, MAX_RETRAIN_EPOCHS, BestTrial, retrain_epochs
 
@@ -49,3 +55,29 @@ def test_what_each_epoch_costs_besides_its_steps_counts_too() -> None:
     fewer = retrain_epochs(BEST, with_overhead, **SIZES, budget_s=300.0)
     assert fewer * 4.8 + 4.0 + AFTER_TRAINING_SECONDS <= 300.0
     assert fewer < retrain_epochs(BEST, RECORD, **SIZES, budget_s=300.0)
+
+
+@pytest.mark.slow
+def test_the_final_training_measures_its_epochs_and_fills_the_budget(
+    finished_run: Path, tmp_path: Path, capsys
+) -> None:
+    """Trial records that claim a 4x slower pace plan too few epochs; the final training measures its
+    own epochs, trains more, stretches its schedule to end with them, and still ends in the budget."""
+    from search import make_report
+    from tests.cli import copy_run
+
+    run = copy_run(finished_run, tmp_path / "slow-records")
+    for record_file in (run / "tuner").glob("trial_*/hypercnn.json"):
+        record = json.loads(record_file.read_text())
+        for key in ("train_seconds", "seconds"):
+            record[key] = 4 * record[key]
+        record_file.write_text(json.dumps(record))
+    budget = 60.0
+    started = time.time()
+    make_report(run, retrain=True, time_budget_s=budget)
+    elapsed = time.time() - started
+    out = capsys.readouterr().out
+    planned = int(re.search(r"for (\d+) epoch\(s\)", out).group(1))
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert "s per epoch:" in out and metrics["retrain_epochs_run"] > planned, out
+    assert elapsed <= budget, f"{elapsed:.1f} s of a {budget:.0f} s budget"
