@@ -38,7 +38,8 @@ def test_promotions_continue_under_mixed_float16(tmp_path: Path, tiny_npz: Path)
 
     from search import run_search
 
-    config = quick_search_config(tmp_path, tiny_npz, space="cnn", precision="mixed_float16")
+    # 48 training images: float16 convolutions are slow on a CPU, and one promotion is the point.
+    config = quick_search_config(tmp_path, tiny_npz, space="cnn", precision="mixed_float16", train_size=48)
     try:
         result = run_search(config)
     finally:

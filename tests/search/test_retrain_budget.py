@@ -64,15 +64,16 @@ def test_the_final_training_measures_its_epochs_and_fills_the_budget(
     """Trial records that claim a 4x slower pace plan too few epochs; the final training measures its
     own epochs, trains more, stretches its schedule to end with them, and still ends in the budget."""
     from search import make_report
-    from tests.cli import copy_run
+    from tests.cli import copy_run, report_budget
 
     run = copy_run(finished_run, tmp_path / "slow-records")
+    # About 8 epochs of the chosen trial at its true pace (its cost differs 10x between runs).
+    budget = report_budget(run, epochs=8)
     for record_file in (run / "tuner").glob("trial_*/hypercnn.json"):
         record = json.loads(record_file.read_text())
         for key in ("train_seconds", "seconds"):
             record[key] = 4 * record[key]
         record_file.write_text(json.dumps(record))
-    budget = 60.0
     started = time.time()
     make_report(run, retrain=True, time_budget_s=budget)
     elapsed = time.time() - started
