@@ -144,16 +144,6 @@ def expand_inputs(paths: list[str | Path]) -> Iterator[tuple[str, object]]:
         raise HyperCNNError("no images given; name image files, folders or .npz files to classify")
 
 
-def expand_paths(paths: list[str | Path]) -> list[Path]:
-    """The image files a list of files and folders names (kept for callers of the old API)."""
-    return [Path(name) for name, _ in expand_inputs(paths)]
-
-
-def read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """The image resized to the model's input (height, width); oversized or broken files refused."""
-    return decode_image(path, str(path), size)
-
-
 def resolve_model_path(path: Path) -> Path:
     """A run folder or model/ folder means its best.keras; anything else is taken as given."""
     if path.is_dir() and not (path / "saved_model.pb").is_file():
