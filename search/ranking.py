@@ -24,6 +24,14 @@ def is_ranked(status: str, score: float | None) -> bool:
     return status in RANKED_STATUSES and score is not None and math.isfinite(float(score))
 
 
+def ranked_mask(trials: pd.DataFrame, score_column: str) -> list[bool]:
+    """Which rows of a trials table are ranked (is_ranked, row by row)."""
+    return [
+        is_ranked(str(status), None if pd.isna(value) else float(value))
+        for status, value in zip(trials["status"], trials[score_column], strict=True)
+    ]
+
+
 def rank_key(objective: Objective, status: str, score: float | None, trial_id: str) -> tuple:
     """Ascending order of this key is the leaderboard's order."""
     if not is_ranked(status, score):

@@ -157,12 +157,9 @@ def best_so_far_over_time(trials: pd.DataFrame, objective: Objective) -> pd.Data
         minutes = (finished.astype(float) - start) / 60
     else:
         minutes = seconds.cumsum() / 60
-    score = trials["score"] if "score" in trials else trials[objective.name]
-    ranked = [
-        ranking.is_ranked(str(status), None if pd.isna(value) else float(value))
-        for status, value in zip(trials["status"], score, strict=True)
-    ]
-    table = pd.DataFrame({"minutes": minutes, "score": score})[ranked].sort_values("minutes")
+    score_column = "score" if "score" in trials else objective.name
+    ranked = ranking.ranked_mask(trials, score_column)
+    table = pd.DataFrame({"minutes": minutes, "score": trials[score_column]})[ranked].sort_values("minutes")
     best = table["score"].cummax() if objective.direction == "max" else table["score"].cummin()
     return table.assign(best=best).reset_index(drop=True)
 
@@ -175,12 +172,7 @@ def hyperparameter_importance(
     None when fewer than 6 trials have a score: a forest on fewer says nothing."""
     score_column = "score" if "score" in trials else objective.name
     names = hyperparameter_columns(trials)
-    done = trials[
-        [
-            ranking.is_ranked(str(s), None if pd.isna(v) else float(v))
-            for s, v in zip(trials["status"], trials[score_column], strict=True)
-        ]
-    ]
+    done = trials[ranking.ranked_mask(trials, score_column)]
     varying = [name for name in names if done[name].astype(str).nunique() > 1]
     if len(done) < 6 or not varying:
         return None
