@@ -64,6 +64,50 @@ def optimizer_slot(optimizer: keras.optimizers.Optimizer, slots: str, variable: 
     return getattr(optimizer, slots)[optimizer._get_variable_index(variable)]
 
 
+def requeue_trial(oracle: kt.Oracle, trial_id: str) -> None:
+    """Sends a running trial whose worker was lost back to KerasTuner's retry queue, which hands it
+    out before any new trial (the same queue KerasTuner fills on resume); it has no public method."""
+    if trial_id not in oracle._retry_queue:
+        oracle._retry_queue.append(trial_id)
+
+
+def oracle_trial_dir(oracle: kt.Oracle, trial_id: str) -> str:
+    """The folder KerasTuner keeps a trial's files in, seen from its oracle (the chief has no tuner
+    that would say it publicly)."""
+    return oracle._get_trial_dir(trial_id)
+
+
+def hyperband_open_trials(oracle: kt.oracles.HyperbandOracle) -> set[str]:
+    """Trials in a Hyperband bracket that is still open (one of them may yet be promoted): a
+    checkpoint is deleted only once its trial left every open bracket. The brackets are private."""
+    return {info["id"] for bracket in oracle._brackets for round_ in bracket["rounds"] for info in round_}
+
+
+def oracle_client_class() -> type:
+    """KerasTuner's gRPC client of the chief's oracle (a worker's `tuner.oracle`): workers subclass it
+    to name themselves in reports, renew their lease and wait instead of spinning. Not exported."""
+    from keras_tuner.src.distribute import oracle_client
+
+    return oracle_client.OracleClient
+
+
+def oracle_service() -> tuple[type, Any]:
+    """KerasTuner's gRPC servicer of an oracle and the function that adds it to a server; the chief
+    serves its oracle with them (KerasTuner's own start_server blocks and never notices lost workers)."""
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    return oracle_chief.OracleServicer, protos.get_service_grpc().add_OracleServicer_to_server
+
+
+def set_chief_timeout(seconds: float) -> None:
+    """Every stock OracleClient call waits up to an hour for the chief (keras-tuner #990); a worker
+    that lost its chief must say so in minutes. The timeout is a module constant."""
+    from keras_tuner.src.distribute import oracle_client
+
+    oracle_client.TIMEOUT = seconds
+
+
 def oracle_has_tried(oracle: kt.Oracle, values: dict[str, Any]) -> bool:
     """Whether the oracle already proposed these values (a portfolio entry or a model proposal must
     not repeat a trial): KerasTuner keeps its hashes of tried values private."""
@@ -93,7 +137,8 @@ class TunerHooks:
     KerasTuner's Tuner has no public hook for: which callbacks are deep-copied per execution (ours
     must stay the instances we read), building a trial's model (we skip a session clear for a
     promotion that continues in memory, and continue a parent's optimizer state), or where a trial's
-    best-epoch checkpoint lives.
+    best-epoch checkpoint lives, or its state file (named after the tuner id, which is unique per
+    process in HyperCNN: a resumed search must find its predecessor's).
     """
 
     def _deepcopy_callbacks(self, callbacks: list) -> list:
@@ -111,8 +156,22 @@ class TunerHooks:
         fresh optimizer)."""
         return kt.Tuner._build_hypermodel(self, hp)
 
+    def _get_checkpoint_fname(self, trial_id: str) -> str:
+        return self.checkpoint_path(trial_id)
+
+    def _get_tuner_fname(self) -> str:
+        return self.tuner_state_file()
+
+    def tuner_state_file(self) -> str:
+        """KerasTuner names its state file after the tuner id; a resumed search finds it by this name."""
+        return kt.Tuner._get_tuner_fname(self)
+
     def best_epoch_checkpoint(self, trial_id: str) -> str:
-        return self._get_checkpoint_fname(trial_id)
+        """Where KerasTuner keeps a trial's best-epoch weights (the committed copy)."""
+        return kt.Tuner._get_checkpoint_fname(self, trial_id)
+
+    def checkpoint_path(self, trial_id: str) -> str:
+        return self.best_epoch_checkpoint(trial_id)
 
     def callbacks_to_share(self, callbacks: list) -> list:
         return []
@@ -122,6 +181,12 @@ class TunerHooks:
 
     def build_or_continue(self, hp: kt.HyperParameters) -> keras.Model:
         return self.stock_build(hp)
+
+
+def compat_modules() -> dict[str, Any]:
+    from keras_tuner.src.distribute import oracle_chief, oracle_client
+
+    return {"oracle_client": oracle_client, "oracle_chief": oracle_chief}
 
 
 # Every internal name used above, as (owner, attribute, parameters or None for a non-callable), for
@@ -138,5 +203,10 @@ def internal_names() -> list[tuple[object, str, list[str] | None]]:
         (kt.Tuner, "_try_build", ["self", "hp"]),
         (kt.Tuner, "_build_hypermodel", ["self", "hp"]),
         (kt.Tuner, "_get_checkpoint_fname", ["self", "trial_id"]),
+        (kt.Tuner, "_get_tuner_fname", ["self"]),
+        (kt.Oracle, "_get_trial_dir", ["self", "trial_id"]),
+        (compat_modules()["oracle_client"], "TIMEOUT", None),
+        (compat_modules()["oracle_client"], "OracleClient", None),
+        (compat_modules()["oracle_chief"], "OracleServicer", None),
         (keras.optimizers.Optimizer, "_get_variable_index", ["self", "variable"]),
     ]

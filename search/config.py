@@ -58,6 +58,14 @@ def parse_size(text: str | float | int | None, name: str) -> float | int | None:
     return int(value)
 
 
+def parse_address(text: str, flag: str) -> tuple[str, int]:
+    """'HOST:PORT' -> (host, port); port 0 lets the system choose."""
+    host, _, port = str(text).rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise HyperCNNError(f"{flag} {text!r} is not HOST:PORT; write it like 0.0.0.0:50051")
+    return host, int(port)
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """Everything a run depends on. Validated on construction; frozen afterwards."""
@@ -99,6 +107,17 @@ class SearchConfig:
     sampler: str = "random"
     # What trials are ranked by; macro F1 for imbalanced data, where accuracy misleads.
     objective: str = "val_accuracy"
+    # Training processes: "1" trains in this process; N > 1 or "auto" (one per visible GPU) starts a
+    # chief and N workers (KerasTuner's chief/worker mode, search.chief).
+    workers: str = "1"
+    # Where the chief's gRPC service listens (HOST:PORT); None: loopback, a free port.
+    listen: str | None = None
+    # A running trial's lease: a worker that does not renew it for this long is taken as lost.
+    lease_s: float = 60.0
+    # Memory for finished trials' models kept for their promotions (variables and optimizer state).
+    model_cache_mb: int = 256
+    # Per-trial TensorBoard logs under the run folder's tensorboard/.
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         from spaces import list_spaces  # names only: no Keras, no TensorFlow
@@ -130,6 +149,14 @@ class SearchConfig:
         if self.sampler not in SAMPLERS:
             raise HyperCNNError(f"--sampler {self.sampler!r} is unknown; use {' or '.join(SAMPLERS)}")
         get_objective(self.objective)
+        if self.workers != "auto" and not (str(self.workers).isdigit() and int(self.workers) >= 1):
+            raise HyperCNNError(f"--workers {self.workers!r} is neither auto nor a count of at least 1")
+        if self.listen is not None:
+            parse_address(self.listen, "--listen")
+        if self.lease_s < 2:
+            raise HyperCNNError(f"--lease-timeout must be at least 2 seconds; got {self.lease_s}")
+        if self.model_cache_mb < 0:
+            raise HyperCNNError(f"--model-cache-mb must be 0 or more; got {self.model_cache_mb}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise HyperCNNError("--time-budget must be positive")
         for name in ("train_size", "val_size", "test_size"):
@@ -188,6 +215,11 @@ class SearchConfig:
             "out",
             "flip_averaging",
             "kernels",
+            "workers",
+            "listen",
+            "lease_s",
+            "model_cache_mb",
+            "tensorboard",
         }
         return [
             field.name

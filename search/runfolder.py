@@ -72,6 +72,11 @@ class RunFolder:
     gallery = property(lambda self: self.path / "report" / "gallery.npz")
     search_history = property(lambda self: self.path / "report" / "search_history.json")
     html = property(lambda self: self.path / "report" / "index.html")
+    # search.chief: where the chief listens, its lease and deadline (workers read it); workers' logs.
+    chief_json = property(lambda self: self.path / "tuner" / "chief.json")
+    workers_dir = property(lambda self: self.path / "workers")
+    tensorboard_dir = property(lambda self: self.path / "tensorboard")
+    search_json = property(lambda self: self.path / "search.json")
 
     def format_version(self) -> int | None:
         """The folder's format: RUN_FORMAT and below are read; None for a folder with no run at all."""
@@ -111,6 +116,14 @@ def write_json(path: Path, content: Any) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(content, indent=2, default=_jsonable) + "\n")
     os.replace(partial, path)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing or (being replaced) unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
@@ -214,6 +227,10 @@ def trials_table(
         # Seconds not spent in training steps or validation: build, compile, tracing, checkpoints.
         row["overhead_seconds"] = record.get("overhead_seconds")
         row.update(values)
-        row["error"] = error_line(trial.message)
+        # Who trained it (its last attempt's worker) and how many attempts it took (a lost worker's
+        # trial is continued by another).
+        row["worker"] = record.get("worker")
+        row["attempts"] = record.get("attempts")
+        row["error"] = error_line(trial.message) or record.get("error") or ""
         rows.append(row)
     return pd.DataFrame(rows)

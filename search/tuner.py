@@ -12,33 +12,53 @@ import math
 import os
 import random
 import shutil
+import socket
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
 import keras_tuner as kt
+import numpy as np
 
-from search import compat
+from search import attempts, compat
 from search.config import SearchConfig
+from search.leases import LEASE_METRIC_PREFIX, LeasedOracleMixin, attempt_name, holder_in
 from search.objective import Objective, get_objective
-from search.ranking import best_kerastuner_trial
-from search.runfolder import TUNER_PROJECT, RunFolder, error_line, trials_table, write_csv, write_json
+from search.ranking import best_kerastuner_trial, leaderboard
+from search.runfolder import (
+    TRIAL_RECORD,
+    TUNER_PROJECT,
+    RunFolder,
+    error_line,
+    read_json,
+    trials_table,
+    write_csv,
+    write_json,
+)
 from search.sampler import RANDOM_SHARE, model_values
 from search.timing import StepClock
 from spaces.base import SpaceHyperModel
 from spaces.recipe import stretch_schedule
 
-LAST_CHECKPOINT = "checkpoint.last.weights.h5"
+# Checkpoints kept besides those a Hyperband promotion may still need: the best few trials'.
+KEEP_TOP_CHECKPOINTS = 3
+
+
+def process_tuner_id(role: str) -> str:
+    """A tuner id no other process of this search shares (a lease names its holder by it)."""
+    return f"{role}@{socket.gethostname()}:{os.getpid()}:{int(time.time() * 1000) % 10_000_000}"
+
 
 # KerasTuner prints every failed trial's traceback; we print one line and keep the full
 # traceback in the trial's trial.json (and its last line in trials.csv).
 compat.silence_keras_tuner_tracebacks()
 
 
-class BudgetedHyperbandOracle(compat.OracleHooks, kt.oracles.HyperbandOracle):
+class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.HyperbandOracle):
     """HyperbandOracle that stops handing out trials at a deadline, starts from the space's portfolio
     (its default first) and then proposes at random or, with sampler "model", mostly from a TPE
     model of the finished trials (search.sampler)."""
@@ -55,13 +75,63 @@ class BudgetedHyperbandOracle(compat.OracleHooks, kt.oracles.HyperbandOracle):
         # saved with the oracle's state, shown in trials.csv.
         self.proposals: dict[str, str] = {}
         self._proposing_for: str | None = None
+        # Set once Hyperband has nothing left to hand out (the chief then ends when no lease is left).
+        self.finished = False
+        self.init_leases()
 
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline
+
+    @kt.synchronized
     def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
-        if self.deadline is not None and time.time() >= self.deadline:
+        if self.stopping or self.past_deadline():
+            self.tuner_ids.discard(tuner_id)
             return kt.engine.trial.Trial(
                 self.hyperparameters.copy(), status=kt.engine.trial.TrialStatus.STOPPED
             )
-        return super().create_trial(tuner_id)
+        self.expire_leases()
+        trial = super().create_trial(tuner_id)
+        if trial.status == kt.engine.trial.TrialStatus.RUNNING:
+            self.grant(trial, tuner_id)
+        elif trial.status == kt.engine.trial.TrialStatus.STOPPED:
+            self.finished = True
+        return trial
+
+    @kt.synchronized
+    def update_trial(self, trial_id: str, metrics: Any, step: int = 0) -> kt.engine.trial.Trial:
+        """A worker's report names its holder (search.leases): it renews the lease, and a holder that
+        lost its lease is told to stop. Reports without a holder come from this process's own tuner."""
+        holder = holder_in(metrics)
+        if holder is not None:
+            if not self.renew(trial_id, holder):
+                return self.lease_stopped_trial(trial_id)
+            metrics = {k: v for k, v in metrics.items() if not k.startswith(LEASE_METRIC_PREFIX)}
+            if not metrics:  # a heartbeat
+                return self.trials[trial_id]
+        return super().update_trial(trial_id, metrics, step=step)
+
+    @kt.synchronized
+    def end_trial(self, trial: kt.engine.trial.Trial) -> None:
+        holder = self.accept_end(trial)
+        if holder is None:
+            return
+        self.commit_attempt(trial, holder)
+        super().end_trial(trial)
+        self.leases.pop(trial.trial_id, None)
+        # KerasTuner saved its state before taking the trial off its ongoing list: a kill right now
+        # would run the finished trial again on resume.
+        self.save()
+        if self.on_trial_ended is not None:
+            self.on_trial_ended(self.trials[trial.trial_id])
+
+    @kt.synchronized
+    def check_leases(self) -> list[str]:
+        """The chief's timer: lost workers' trials go back to the queue."""
+        return self.expire_leases()
+
+    def running(self) -> dict[str, str]:
+        """Running trials and their holders."""
+        return {trial_id: lease.holder for trial_id, lease in self.leases.items()}
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         self._proposing_for = trial_id
@@ -71,11 +141,12 @@ class BudgetedHyperbandOracle(compat.OracleHooks, kt.oracles.HyperbandOracle):
             self._proposing_for = None
 
     def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "proposals": self.proposals}
+        return {**super().get_state(), "proposals": self.proposals, **self.lease_state()}
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         self.proposals = dict(state.get("proposals", {}))
+        self.set_lease_state(state)
 
     def new_configurations(self) -> int:
         """Configurations proposed so far (promotions re-use their parent's)."""
@@ -121,32 +192,52 @@ class BudgetedHyperbandOracle(compat.OracleHooks, kt.oracles.HyperbandOracle):
 
 class StopAtDeadline(keras.callbacks.Callback):
     """Ends training at the deadline, after the current call of the compiled step (up to 16 steps in
-    long trainings); the partial epoch is still validated and kept."""
+    long trainings); the partial epoch is still validated and kept. `lease_lost` (a worker's): the
+    chief gave the trial to another worker, so this attempt stops at once."""
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: float | None, lease_lost: Callable[[], bool] | None = None) -> None:
         super().__init__()
         self.deadline = deadline
+        self.lease_lost = lease_lost
         self.stopped = False
+        self.abandoned = False
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.deadline is not None and time.time() >= self.deadline:
             self.model.stop_training = True
             self.stopped = True
+        if self.lease_lost is not None and self.lease_lost():
+            self.model.stop_training = True
+            self.abandoned = True
 
 
 class EpochRecorder(keras.callbacks.Callback):
     """Keeps every epoch's metrics (for curves), notices a diverging loss, and at the end saves the
     last state (weights and optimizer) that a Hyperband promotion continues from."""
 
-    def __init__(self, last_checkpoint: str, best_checkpoint: str, objective: Objective) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        objective: Objective,
+        restored: attempts.EpochState | None = None,
+        after_epoch: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.objective = objective
-        self.last_checkpoint = last_checkpoint
+        # The attempt's own folder (search.attempts): every epoch's state, then the last and best.
+        self.folder = folder
+        self.last_checkpoint = str(folder / attempts.LAST_CHECKPOINT)
         # KerasTuner's SaveBestEpoch writes this whenever the objective improves on the trial's best.
-        self.best_checkpoint = best_checkpoint
-        self.best_score: float | None = None
-        self.last_epoch_was_best = False
+        self.best_checkpoint = str(folder / attempts.BEST_CHECKPOINT)
+        self.after_epoch = after_epoch
         self.history: dict[str, list[float]] = {"epoch": []}
+        self.best_score: float | None = None
+        if restored is not None:  # an earlier attempt's epochs count as this trial's
+            self.history = {name: list(values) for name, values in restored.history.items()}
+            for score in self.history.get(objective.name, []):
+                if objective.better(float(score), self.best_score):
+                    self.best_score = float(score)
+        self.last_epoch_was_best = False
         self.diverged_at: int | None = None
         self.steps: list[int] = []
         self.precision: str | None = None
@@ -179,19 +270,28 @@ class EpochRecorder(keras.callbacks.Callback):
         if not math.isfinite(loss):
             self.diverged_at = epoch + 1
             self.model.stop_training = True
+            return
+        # A killed process continues from here (search.attempts); also renews a worker's lease.
+        attempts.save_epoch(self.folder, self.model, epoch + 1, self.history)
+        if self.after_epoch is not None:
+            self.after_epoch()
 
 
 class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
     """keras_tuner.Hyperband over a SpaceHyperModel, writing trials.csv as trials finish."""
 
-    # Finished trials' models kept in memory (most recent first out), so that a promotion goes on
-    # training the same compiled model: no rebuild, no retracing of its training step. Promotions
-    # whose parent was dropped, or ran before a resume, load the parent's checkpoint instead.
+    # Finished trials' models kept in memory (oldest out first, at most config.model_cache_mb of
+    # variables), so that a promotion goes on training the same compiled model: no rebuild, no
+    # retracing of its training step. Promotions whose parent was dropped, or ran before a resume,
+    # load the parent's checkpoint instead.
     max_live_models = 32
-    max_live_parameters = 50_000_000
 
     def __init__(
-        self, config: SearchConfig, hypermodel: SpaceHyperModel, overwrite: bool | None = None
+        self,
+        config: SearchConfig,
+        hypermodel: SpaceHyperModel,
+        overwrite: bool | None = None,
+        role: str = "main",
     ) -> None:
         self.config = config
         self.objective = get_objective(config.objective)
@@ -199,9 +299,15 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         self.deadline: float | None = None
         self.search_started = time.time()
         self.live_models: OrderedDict[str, keras.Model] = OrderedDict()
+        self.live_bytes: dict[str, int] = {}
         # Called after every trial (search.run uses it to plan a job's budget from the first trial).
         self.after_trial: Callable[[kt.engine.trial.Trial], None] | None = None
+        # A worker's: renews its lease after each epoch, and says when the lease is gone.
+        self.after_epoch: Callable[[], None] | None = None
+        self.lease_lost: Callable[[], bool] | None = None
+        self.running_trial: str | None = None
         self._continued_from: str | None = None
+        self._restored: attempts.EpochState | None = None
         oracle = BudgetedHyperbandOracle(
             objective=kt.Objective(self.objective.name, direction=self.objective.direction),
             sampler=config.sampler,
@@ -221,13 +327,37 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
             project_name=TUNER_PROJECT,
             overwrite=config.overwrite if overwrite is None else overwrite,
         )
+        # KerasTuner names every tuner "tuner0" unless told otherwise; each process's attempts and
+        # leases need a name of their own.
+        self.tuner_id = os.environ.get("KERASTUNER_TUNER_ID") or process_tuner_id(role)
+        self.attempt = attempt_name(self.tuner_id)
+        if isinstance(self.oracle, BudgetedHyperbandOracle):  # not a worker's client of the chief's
+            self.oracle.on_trial_ended = self.trial_ended
 
     def callbacks_to_share(self, callbacks: list) -> list:
         # KerasTuner deep-copies callbacks per execution; ours must stay the instances we read.
         return [c for c in callbacks if isinstance(c, (StopAtDeadline, EpochRecorder, StepClock))]
 
+    def tuner_state_file(self) -> str:
+        # Stable across processes for the one that owns the oracle (resume reads it); a worker's own.
+        name = attempt_name(os.environ.get("KERASTUNER_TUNER_ID", "tuner0"))
+        return str(self.run.tuner_dir / f"{name}.json")
+
+    def trial_dir(self, trial_id: str) -> Path:
+        return self.run.tuner_dir / f"trial_{trial_id}"
+
+    def attempt_dir(self, trial_id: str) -> Path:
+        return attempts.attempt_dir(self.trial_dir(trial_id), self.attempt)
+
     def last_checkpoint(self, trial_id: str) -> str:
-        return str(self.run.tuner_dir / f"trial_{trial_id}" / LAST_CHECKPOINT)
+        """A finished trial's last state (weights and optimizer), which its promotion continues."""
+        return str(self.trial_dir(trial_id) / attempts.LAST_CHECKPOINT)
+
+    def checkpoint_path(self, trial_id: str) -> str:
+        # While it runs, a trial's best epoch goes to this attempt's folder (search.attempts).
+        if trial_id == self.running_trial:
+            return str(self.attempt_dir(trial_id) / attempts.BEST_CHECKPOINT)
+        return self.best_epoch_checkpoint(trial_id)
 
     def continues_live_model(self, hp: kt.HyperParameters) -> bool:
         """A promotion whose parent's compiled model is still in memory (it trains on, as is)."""
@@ -283,8 +413,17 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         puts the promoted trial at its place in its (longer) schedule instead.
         """
         parent = hp.values.get("tuner/trial_id")
+        if self._restored is not None:
+            # An earlier attempt of this very trial was killed: continue from its newest epoch.
+            model = self.stock_build(hp)
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(self._restored.weights)
+            self._continued_from = f"epoch {self._restored.epoch} of attempt {self._restored.attempt}"
+            return model
         if self.continues_live_model(hp):
             model = self.live_models.pop(parent)
+            self.live_bytes.pop(parent, None)
             stretch_schedule(model, hp.values["tuner/epochs"], self.hypermodel.data.steps_per_epoch)
             self._continued_from = "memory"
             return model
@@ -302,11 +441,13 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
 
     def _keep_live(self, trial_id: str, model: keras.Model) -> None:
         self.live_models[trial_id] = model
+        self.live_bytes[trial_id] = model_bytes(model)
+        limit = self.config.model_cache_mb * 2**20
         while self.live_models and (
-            len(self.live_models) > self.max_live_models
-            or sum(m.count_params() for m in self.live_models.values()) > self.max_live_parameters
+            len(self.live_models) > self.max_live_models or sum(self.live_bytes.values()) > limit
         ):
-            self.live_models.popitem(last=False)
+            dropped, _ = self.live_models.popitem(last=False)
+            self.live_bytes.pop(dropped, None)
 
     def best_trial(self) -> kt.engine.trial.Trial | None:
         """The best trial by search.ranking's rule (KerasTuner's own order among ties follows the
@@ -320,16 +461,43 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         clock = StepClock()
         self._seed(trial)
-        deadline = StopAtDeadline(self.deadline)
+        deadline = StopAtDeadline(self.deadline, self.lease_lost)
+        values = trial.hyperparameters.values
+        # An earlier attempt's newest epoch (kill -9, a lost worker): this attempt continues from it.
+        restored = attempts.newest_epoch(self.trial_dir(trial.trial_id), exclude=self.attempt)
+        if restored is not None and restored.epoch <= values.get("tuner/initial_epoch", 0):
+            restored = None
         recorder = EpochRecorder(
-            self.last_checkpoint(trial.trial_id), self.best_epoch_checkpoint(trial.trial_id), self.objective
+            self.attempt_dir(trial.trial_id), self.objective, restored, after_epoch=self.after_epoch
         )
+        recorder.folder.mkdir(parents=True, exist_ok=True)
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), deadline, recorder, clock]
+        if self.config.tensorboard:
+            kwargs["callbacks"].append(keras.callbacks.TensorBoard(log_dir=str(self.run.tensorboard_dir)))
         self._continued_from = None
+        self._restored = restored
+        self.running_trial = trial.trial_id
+        initial_epoch = values.get("tuner/initial_epoch")
+        if restored is not None:
+            # Keras's fit starts at this epoch; the trial's own values are put back below.
+            values["tuner/initial_epoch"] = restored.epoch
+            print(
+                f"[trial {trial.trial_id}] continues from epoch {restored.epoch} "
+                f"(saved by attempt {restored.attempt})",
+                flush=True,
+            )
         try:
             results = super().run_trial(trial, *args, **kwargs)
         finally:
-            self._record(trial, recorder, deadline, clock)
+            if restored is not None:
+                values["tuner/initial_epoch"] = initial_epoch
+            self._restored = None
+            self.running_trial = None
+            self._record(trial, recorder, deadline, clock, restored)
+        if restored is not None:
+            results = [with_earlier_epochs(history, restored) for history in results]
+        if deadline.abandoned:
+            raise kt.errors.FailedTrialError("lease lost: the chief gave this trial to another worker")
         if recorder.diverged_at is None and not deadline.stopped and recorder.model is not None:
             self._keep_live(trial.trial_id, recorder.model)
         if recorder.diverged_at is not None:
@@ -346,7 +514,14 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         with self._keeping_live_kernels():
             keras.utils.set_random_seed(self.config.seed * 100_003 + int(trial.trial_id))
 
-    def _record(self, trial, recorder: EpochRecorder, deadline: StopAtDeadline, clock: StepClock) -> None:
+    def _record(
+        self,
+        trial,
+        recorder: EpochRecorder,
+        deadline: StopAtDeadline,
+        clock: StepClock,
+        restored: attempts.EpochState | None,
+    ) -> None:
         history = recorder.history
         scores = history.get(self.objective.name, [])
         best = min(range(len(scores)), key=lambda i: self.objective.sort_key(scores[i])) if scores else None
@@ -356,9 +531,11 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         elif deadline.stopped:
             note = "CUT_BY_BUDGET"
         write_json(
-            self.run.trial_record(trial.trial_id),
+            self.attempt_dir(trial.trial_id) / TRIAL_RECORD,
             {
                 **clock.summary(),
+                # The epoch this attempt continued from (an earlier attempt was killed), else None.
+                "resumed_from_epoch": restored.epoch if restored else None,
                 "epochs_trained": len(history["epoch"]),
                 "best_epoch": history["epoch"][best] if best is not None else None,
                 "status_note": note,
@@ -375,11 +552,36 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         )
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        if trial.message:  # KerasTuner's gRPC messages leave the reason out: the record carries it
+            record_path = self.attempt_dir(trial.trial_id) / TRIAL_RECORD
+            write_json(record_path, {**(read_json(record_path) or {}), "error": error_line(trial.message)})
+        # Ends the trial in the oracle: in this process (then trial_ended runs) or the chief's.
         super().on_trial_end(trial)
+
+    def trial_ended(self, trial: kt.engine.trial.Trial) -> None:
+        """Runs where the oracle lives, once a trial's attempt is committed: the leaderboard, the
+        progress line, the job's budget plan, and deleting checkpoints nothing can use any more."""
         self.write_leaderboard()
         self._print_trial_line(trial)
+        self.prune_checkpoints()
         if self.after_trial is not None:
-            self.after_trial(self.oracle.get_trial(trial.trial_id))
+            self.after_trial(trial)
+
+    def prune_checkpoints(self) -> None:
+        """A finished trial's checkpoints serve only a promotion: once it left every open Hyperband
+        bracket, they go, except the best KEEP_TOP_CHECKPOINTS trials' and running trials' parents."""
+        oracle = self.oracle
+        table = leaderboard(trials_table(oracle.trials, self.run, self.objective.name), self.objective)
+        keep = set(table["trial_id"].head(KEEP_TOP_CHECKPOINTS)) if len(table) else set()
+        keep |= compat.hyperband_open_trials(oracle)
+        keep |= {
+            t.hyperparameters.values.get("tuner/trial_id")
+            for t in oracle.trials.values()
+            if t.status == "RUNNING"
+        }
+        for trial_id, trial in oracle.trials.items():
+            if trial_id not in keep and trial.status != "RUNNING":
+                attempts.drop_checkpoints(self.trial_dir(trial_id))
 
     def write_leaderboard(self) -> None:
         table = trials_table(self.oracle.trials, self.run, self.objective.name, self.oracle.proposals)
@@ -389,6 +591,10 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
     def _print_trial_line(self, trial: kt.engine.trial.Trial) -> None:
         trial = self.oracle.get_trial(trial.trial_id)
         record = self.run.read_trial_record(trial.trial_id)
+        worker = ""
+        if record.get("worker") and record["worker"] != self.tuner_id:
+            worker = f" on {record['worker'].split(':')[0]}"
+        attempt = f" (attempt {record['attempts']})" if record.get("attempts", 1) > 1 else ""
         score = trial.score if trial.score is not None else float("nan")
         best = self.best_trial()
         best_text = f"best {best.score:.4f} (trial {best.trial_id})" if best else "no best yet"
@@ -398,10 +604,31 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
             budget = f", {max(0.0, self.deadline - time.time()) / 60:.1f} min of budget left"
         status = record.get("status_note") or trial.status
         print(
-            f"[trial {trial.trial_id}] {status:<9} {self.objective.name} {score:.4f} "
+            f"[trial {trial.trial_id}{worker}{attempt}] {status:<9} {self.objective.name} {score:.4f} "
             f"after {record.get('epochs_trained', 0)} epoch(s) in {record.get('seconds', 0):.0f}s | "
             f"{best_text} | {elapsed / 60:.1f} min elapsed{budget}",
             flush=True,
         )
         if trial.status == "FAILED" and trial.message:
             print(f"    reason: {error_line(trial.message)}", file=sys.stderr, flush=True)
+
+
+def model_bytes(model: keras.Model) -> int:
+    """Bytes of a model's variables and its optimizer's (what a live model holds besides its traced
+    step)."""
+    variables = list(model.variables) + (list(model.optimizer.variables) if model.optimizer else [])
+    return sum(
+        int(math.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize
+        for v in variables
+    )
+
+
+def with_earlier_epochs(history: Any, restored: attempts.EpochState) -> Any:
+    """A resumed attempt's Keras History with the earlier attempt's epochs in front: KerasTuner scores
+    the trial by its best epoch of all."""
+    if not isinstance(history, keras.callbacks.History):
+        return history
+    earlier = len(restored.history.get("epoch", []))
+    for name, values in history.history.items():
+        history.history[name] = list(restored.history.get(name, [math.nan] * earlier)) + list(values)
+    return history
