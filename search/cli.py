@@ -69,6 +69,12 @@ def add_search_arguments(search: argparse.ArgumentParser) -> None:
         "--max-failed-trials", type=int, default=3, help="stop after this many failed trials in a row"
     )
     search.add_argument(
+        "--model-cache-mb",
+        type=int,
+        default=256,
+        help="memory for finished trials' models kept for their promotions; default 256",
+    )
+    search.add_argument(
         "--no-flip-averaging",
         dest="flip_averaging",
         action="store_false",
@@ -90,7 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="run or resume a Hyperband search")
     add_search_arguments(search)
-    search.add_argument("--time-budget", help="stop at this wall time, e.g. 15m, 90s, 1.5h; default none")
+    search.add_argument(
+        "--time-budget",
+        help="the search's wall time, e.g. 15m, 90s, 1.5h; a resumed search continues it; default none",
+    )
+    search.add_argument(
+        "--workers",
+        default="1",
+        help="training processes: 1 (this one), N (a chief and N workers; on a CPU they share the cores) "
+        "or auto (one per visible GPU, each pinned to it); default 1",
+    )
+    search.add_argument(
+        "--listen",
+        help="HOST:PORT where the chief serves workers of other machines (hypercnn worker); "
+        "unauthenticated: a trusted network only",
+    )
+    search.add_argument(
+        "--lease-timeout",
+        default="60s",
+        help="a worker that renews no lease for this long is lost; its trial goes on elsewhere; default 60s",
+    )
+    search.add_argument(
+        "--tensorboard", action="store_true", help="write per-trial TensorBoard logs under RUN/tensorboard/"
+    )
 
     run = commands.add_parser(
         "run", help="search, then train, test, export and report the final model, all in one time budget"
@@ -147,12 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="same as --format jsonl: one JSON object per line"
     )
 
+    worker = commands.add_parser("worker", help="join a running search as a worker (another machine, or GPU)")
+    worker.add_argument("--chief", required=True, help="HOST:PORT the search's chief listens on (--listen)")
+    worker.add_argument("--out", required=True, help="the search's run folder, shared with the chief")
+    worker.add_argument("--name", default="worker", help="how the progress lines name this worker")
+    worker.add_argument("--threads", type=int, help="CPU threads for training; default all")
+
+    status = commands.add_parser("status", help="where a running or stopped search stands")
+    status.add_argument("run", help="a run folder")
+
     commands.add_parser("spaces", help="list the search spaces and their hyper-parameters")
     return parser
 
 
 def config_from_args(args: argparse.Namespace):
-    from search.config import SearchConfig
+    from search.config import SearchConfig, parse_duration
 
     return SearchConfig.create(
         data=args.data,
@@ -178,6 +215,17 @@ def config_from_args(args: argparse.Namespace):
         flip_averaging=args.flip_averaging,
         sampler=args.sampler,
         objective=args.objective,
+        model_cache_mb=args.model_cache_mb,
+        **(
+            dict(
+                workers=args.workers,
+                listen=args.listen,
+                lease_s=parse_duration(args.lease_timeout),
+                tensorboard=args.tensorboard,
+            )
+            if args.command == "search"
+            else {}
+        ),
     )
 
 
@@ -229,7 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet.set_verbose(args.verbose)
     try:
-        if args.command in ("search", "run", "finalize", "predict", "spaces"):
+        if args.command == "search" and (args.workers != "1" or args.listen):
+            from search.chief import hide_gpus_from_chief
+
+            hide_gpus_from_chief()  # before TensorFlow loads: the chief trains nothing
+        if args.command in ("search", "run", "finalize", "predict", "spaces", "worker"):
             quiet.load_tensorflow()  # these build, train or load models; report and compare render only
         if args.command == "search":
             from search.run import run_search
@@ -253,6 +305,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"comparison: {compare_runs(args.runs, args.out)}")
         elif args.command == "predict":
             _predict(args)
+        elif args.command == "worker":
+            from search.worker import run_worker
+
+            return run_worker(args.chief, args.out, args.name, args.threads)
+        elif args.command == "status":
+            from search.status import print_status
+
+            print_status(args.run)
         elif args.command == "spaces":
             _print_spaces()
     except HyperCNNError as exc:

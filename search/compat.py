@@ -24,6 +24,15 @@ def silence_keras_tuner_tracebacks() -> None:
     kt.src.config.DEBUG = False
 
 
+def silence_condition_proto_print() -> None:
+    """KerasTuner 1.4.8's Parent.to_proto prints its first value (a left-over debug print): the chief
+    serializes every conditional hyper-parameter for every gRPC answer, which filled the progress view
+    with 'sgd_nesterov' lines. A module-level `print` shadows the builtin for that module alone."""
+    from keras_tuner.src.engine import conditions
+
+    conditions.print = lambda *args, **kwargs: None
+
+
 @contextlib.contextmanager
 def keeping_tensorflow_kernel_cache(active: bool) -> Iterator[None]:
     """Keras's clear_session and tf.random.set_seed each empty TensorFlow's whole kernel cache,

@@ -122,7 +122,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         from spaces import list_spaces  # names only: no Keras, no TensorFlow
 
-        if self.space not in list_spaces():
+        if self.space not in list_spaces() and ":" not in self.space:
             raise HyperCNNError(
                 f"unknown space {self.space!r}; choose one of {', '.join(list_spaces())} "
                 "(hypercnn spaces lists them)"
@@ -149,11 +149,13 @@ class SearchConfig:
         if self.sampler not in SAMPLERS:
             raise HyperCNNError(f"--sampler {self.sampler!r} is unknown; use {' or '.join(SAMPLERS)}")
         get_objective(self.objective)
-        if self.workers != "auto" and not (str(self.workers).isdigit() and int(self.workers) >= 1):
-            raise HyperCNNError(f"--workers {self.workers!r} is neither auto nor a count of at least 1")
+        if self.workers != "auto" and not str(self.workers).isdigit():
+            raise HyperCNNError(f"--workers {self.workers!r} is neither auto nor a count, e.g. 2")
+        if self.workers == "0" and self.listen is None:
+            raise HyperCNNError("--workers 0 trains nowhere; give --listen HOST:PORT for workers elsewhere")
         if self.listen is not None:
             parse_address(self.listen, "--listen")
-        if self.lease_s < 2:
+        if self.lease_s is None or self.lease_s < 2:
             raise HyperCNNError(f"--lease-timeout must be at least 2 seconds; got {self.lease_s}")
         if self.model_cache_mb < 0:
             raise HyperCNNError(f"--model-cache-mb must be 0 or more; got {self.model_cache_mb}")

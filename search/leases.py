@@ -48,6 +48,7 @@ def holder_in(metrics: Any) -> str | None:
 class Lease:
     holder: str
     expires_at: float
+    since: float = dataclasses.field(default_factory=time.time)
 
 
 class LeasedOracleMixin:
@@ -75,6 +76,7 @@ class LeasedOracleMixin:
             holders.append(tuner_id)
         expires = time.time() + self.lease_s if self.lease_s else float("inf")
         self.leases[trial.trial_id] = Lease(tuner_id, expires)
+        self.save()  # hypercnn status shows who runs what from the saved state
 
     def holds(self, trial_id: str, holder: str) -> bool:
         lease = self.leases.get(trial_id)
@@ -138,7 +140,9 @@ class LeasedOracleMixin:
             trial.message = record["error"]
 
     def lease_state(self) -> dict[str, Any]:
-        return {"holders": self.holders}
+        # "running" is for hypercnn status only: a resumed search hands those trials out again.
+        running = {t: {"holder": lease.holder, "since": lease.since} for t, lease in self.leases.items()}
+        return {"holders": self.holders, "running": running}
 
     def set_lease_state(self, state: dict[str, Any]) -> None:
         self.holders = {k: list(v) for k, v in state.get("holders", {}).items()}

@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from search.chief import serve_search, uses_chief
 from search.config import SearchConfig
 from search.data import LoadedData, load_data
 from search.errors import HyperCNNError
 from search.hardware import apply_acceleration, choose_acceleration, cpu_count, cpu_model
+from search.ledger import BudgetLedger
 from search.objective import get_objective
 from search.pipeline import make_dataset
 from search.plan import MAX_SEARCH_SHARE, BudgetPlan, plan_budget, seconds_per_image
@@ -86,9 +88,15 @@ def build_hypermodel(config: SearchConfig, spec: DataSpec) -> SpaceHyperModel:
     )
 
 
-def build_tuner(config: SearchConfig, loaded: LoadedData, overwrite: bool | None = None) -> HyperCNNTuner:
+def build_tuner(
+    config: SearchConfig,
+    loaded: LoadedData,
+    overwrite: bool | None = None,
+    role: str = "main",
+    oracle_client: Callable[[Any], Any] | None = None,
+) -> HyperCNNTuner:
     hypermodel = build_hypermodel(config, data_spec(loaded.splits, config.batch_size))
-    return HyperCNNTuner(config, hypermodel, overwrite=overwrite)
+    return HyperCNNTuner(config, hypermodel, overwrite=overwrite, role=role, oracle_client=oracle_client)
 
 
 def _check_run_folder(config: SearchConfig) -> RunFolder:
@@ -140,9 +148,29 @@ def run_search(
 
     With `job_budget_s` (hypercnn run), the search is one part of a job that also trains the final
     model: after the first trial it spends only what search.plan says the final training can spare."""
-    started = job_started or time.time()
-    deadline = started + config.time_budget_s if config.time_budget_s else None
     run = _check_run_folder(config)
+    if job_started is None:
+        # The search's own budget belongs to the run: a resumed search continues it (search.json).
+        with BudgetLedger(run, config.time_budget_s, fresh=config.overwrite, path=run.search_json) as ledger:
+            if config.time_budget_s and ledger.spent_before >= config.time_budget_s:
+                raise HyperCNNError(
+                    f"{run.path} has spent its whole search budget ({ledger.spent_before / 60:.1f} of "
+                    f"{config.time_budget_s / 60:.1f} min); give a larger --time-budget to continue it"
+                )
+            if ledger.spent_before and config.time_budget_s:
+                print(
+                    f"continuing the search's budget: {ledger.spent_before / 60:.1f} of "
+                    f"{config.time_budget_s / 60:.1f} min spent before",
+                    flush=True,
+                )
+            return _search(config, run, ledger.job_started, job_budget_s, max_search_share)
+    return _search(config, run, job_started, job_budget_s, max_search_share)
+
+
+def _search(
+    config: SearchConfig, run: RunFolder, started: float, job_budget_s: float | None, max_search_share: float
+) -> SearchResult:
+    deadline = started + config.time_budget_s if config.time_budget_s else None
     loaded = load_data(config)
     print(loaded.describe(), flush=True)
     # Only once the data has loaded: bad data neither leaves a run folder behind nor wipes one.
@@ -173,7 +201,8 @@ def run_search(
             },
         ),
     )
-    tuner = build_tuner(config, loaded, overwrite=False)
+    distributed = uses_chief(config)
+    tuner = build_tuner(config, loaded, overwrite=False, role="chief" if distributed else "main")
     tuner.set_deadline(deadline)
     tuner.search_started = started
     if job_budget_s is not None:
@@ -196,11 +225,13 @@ def run_search(
     )
     interrupted = False
     try:
-        # verbose=0 silences KerasTuner's own tables; our per-trial line and Keras's bar remain.
-        tuner.search(train, validation_data=validation, epochs=config.max_epochs, verbose=0)
+        if distributed:
+            interrupted = serve_search(tuner, config)
+        else:
+            # verbose=0 silences KerasTuner's own tables; our per-trial line and Keras's bar remain.
+            tuner.search(train, validation_data=validation, epochs=config.max_epochs, verbose=0)
     except KeyboardInterrupt:
         interrupted = True
-        print(f"\ninterrupted: finished trials are kept in {run.path}; run the same command to resume")
     except RuntimeError as exc:
         if "consecutive failures" not in str(exc):
             raise
@@ -211,6 +242,8 @@ def run_search(
         ) from None
     finally:
         tuner.write_leaderboard()
+    if interrupted:
+        print(f"\ninterrupted: finished trials are kept in {run.path}; run the same command to resume")
     completed = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
     best = tuner.best_trial()
     result = SearchResult(

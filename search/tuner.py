@@ -56,6 +56,7 @@ def process_tuner_id(role: str) -> str:
 # KerasTuner prints every failed trial's traceback; we print one line and keep the full
 # traceback in the trial's trial.json (and its last line in trials.csv).
 compat.silence_keras_tuner_tracebacks()
+compat.silence_condition_proto_print()
 
 
 class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.HyperbandOracle):
@@ -292,6 +293,7 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         hypermodel: SpaceHyperModel,
         overwrite: bool | None = None,
         role: str = "main",
+        oracle_client: Callable[[kt.Oracle], Any] | None = None,
     ) -> None:
         self.config = config
         self.objective = get_objective(config.objective)
@@ -331,6 +333,8 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         # leases need a name of their own.
         self.tuner_id = os.environ.get("KERASTUNER_TUNER_ID") or process_tuner_id(role)
         self.attempt = attempt_name(self.tuner_id)
+        if oracle_client is not None:  # a worker: the chief's oracle, through our client (search.worker)
+            self.oracle = oracle_client(oracle)
         if isinstance(self.oracle, BudgetedHyperbandOracle):  # not a worker's client of the chief's
             self.oracle.on_trial_ended = self.trial_ended
 

@@ -1,6 +1,7 @@
 """The registry of searchable hypermodels: register_space, get_space, list_spaces.
 
-Add your own::
+Add your own (in another process too: ``--space mypackage.myspaces:mine`` imports
+``mypackage.myspaces`` first, which registers "mine")::
 
     from spaces import register_space
     from spaces.base import SpaceHyperModel
@@ -54,6 +55,14 @@ def _import_built_in(name: str) -> None:
 def get_space(name: str) -> type[SpaceHyperModel]:
     from search.errors import HyperCNNError
 
+    if ":" in name:  # "module:registered name": a space of the user's own, registered on import
+        module, name = name.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise HyperCNNError(
+                f"space module {module!r} cannot be imported ({exc}); check --space"
+            ) from None
     _import_built_in(name)
     if name not in _REGISTRY:
         raise HyperCNNError(

@@ -59,6 +59,18 @@ def test_instance_internals_exist_on_real_objects() -> None:
     assert compat.hyperband_open_trials(oracle) == set()
 
 
+def test_keras_tuner_condition_print_is_silenced(capsys) -> None:
+    import inspect
+
+    from keras_tuner.src.engine import conditions
+
+    # When KerasTuner drops its debug print, this fails: then drop silence_condition_proto_print too.
+    assert "print(" in inspect.getsource(conditions.Parent.to_proto)
+    compat.silence_condition_proto_print()
+    conditions.Parent("optimizer", ["adamw"]).to_proto()
+    assert capsys.readouterr().out == ""
+
+
 def _defined_private_names() -> set[str]:
     """Underscore names HyperCNN defines itself (methods, functions, attributes it assigns)."""
     names = set()

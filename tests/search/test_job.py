@@ -100,7 +100,7 @@ def test_a_budget_too_small_for_the_final_training_searches_nothing_more(
 
 def test_the_budget_belongs_to_the_run_and_a_resumed_job_continues_it(tmp_path: Path) -> None:
     """job.json adds up what every invocation spent; a resumed job starts its clock that far back."""
-    from search.job import BudgetLedger
+    from search.ledger import BudgetLedger
     from search.runfolder import RunFolder
 
     run = RunFolder(tmp_path / "run")

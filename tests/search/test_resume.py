@@ -84,32 +84,9 @@ def test_resume_after_kill_keeps_finished_trials(tmp_path: Path, tiny_npz: Path)
     assert "search finished" in resumed.stdout
 
 
-class SlowSpace(ClassicCNN):
-    """The classic CNN with a pause in every training step (`seconds_per_step`; none when it
-    validates), so that the time budget falls inside the first trial for certain."""
-
-    description = "test only: slow steps"
-    seconds_per_step = 0.0
-
-    def build_features(self, hp, x):
-        import keras
-        import tensorflow as tf
-
-        class Pause(keras.layers.Layer):
-            def call(self, features, training=None):
-                if not training:
-                    return features
-                # A real op in the compiled step: the pause happens as training runs, step by step.
-                delay = tf.numpy_function(
-                    lambda: time.sleep(SlowSpace.seconds_per_step) or 0.0, [], tf.float64
-                )
-                return features + tf.cast(tf.reshape(delay, []), features.dtype)
-
-        return Pause(name="pause")(super().build_features(hp, x))
-
-
 def test_time_budget_cuts_the_running_trial_and_resume_keeps_it(tmp_path: Path, tiny_npz: Path) -> None:
-    register_space("slow-test-space")(SlowSpace)
+    from tests.search.slow_space import SlowSpace  # registers it: imported here, not at collection
+
     # 160 training images, batch 8: 20 steps per epoch, 10 s per epoch at 0.5 s a step. The first
     # trial (1 epoch) starts after a few seconds of set-up and cannot end before the 8 s deadline.
     SlowSpace.seconds_per_step = 0.5
