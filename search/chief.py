@@ -159,6 +159,9 @@ def serve_search(tuner: HyperCNNTuner, config: SearchConfig) -> bool:
     oracle = tuner.oracle
     oracle.lease_s = config.lease_s
     oracle.verbose = 0
+    # KerasTuner resumes a project only where its tuner's state file exists (its own chief saves it
+    # before serving, too): without it a restarted chief would start over and reuse trial ids.
+    tuner.save()
     server, address = start_service(tuner, config.listen)
     write_json(
         run.chief_json,

@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--out", required=True, help="the search's run folder, shared with the chief")
     worker.add_argument("--name", default="worker", help="how the progress lines name this worker")
     worker.add_argument("--threads", type=int, help="CPU threads for training; default all")
+    worker.add_argument(
+        "--wait-for-chief",
+        default="60s",
+        help="give up (exit 2) when no chief answers within this; default 60s",
+    )
 
     status = commands.add_parser("status", help="where a running or stopped search stands")
     status.add_argument("run", help="a run folder")
@@ -281,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from search.chief import hide_gpus_from_chief
 
             hide_gpus_from_chief()  # before TensorFlow loads: the chief trains nothing
-        if args.command in ("search", "run", "finalize", "predict", "spaces", "worker"):
+        if args.command in ("search", "run", "finalize", "predict", "spaces"):
             quiet.load_tensorflow()  # these build, train or load models; report and compare render only
         if args.command == "search":
             from search.run import run_search
@@ -306,9 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "predict":
             _predict(args)
         elif args.command == "worker":
+            from search.config import parse_duration
             from search.worker import run_worker
 
-            return run_worker(args.chief, args.out, args.name, args.threads)
+            wait_s = parse_duration(args.wait_for_chief)
+            return run_worker(args.chief, args.out, args.name, args.threads, wait_s)
         elif args.command == "status":
             from search.status import print_status
 

@@ -16,19 +16,16 @@ import time
 from typing import Any
 
 import grpc
-import keras_tuner as kt
 
-from search import compat
+from search import quiet
 from search.config import SearchConfig, parse_address
 from search.errors import HyperCNNError
-from search.leases import LEASE_METRIC_PREFIX
 from search.runfolder import RunFolder, read_json, write_json
 
 # How long a worker waits for a chief that does not answer: at start, and before it gives up mid-run.
 PROBE_S = 60.0
 # Every gRPC call to the chief gives up after this (KerasTuner's own waits an hour).
 CALL_TIMEOUT_S = 90.0
-IDLE_WAIT_S = 1.0
 EXIT_CHIEF_LOST = 2
 
 
@@ -47,56 +44,12 @@ def probe_chief(address: str, timeout_s: float = PROBE_S) -> None:
         channel.close()
 
 
-OracleClient = compat.oracle_client_class()
-
-
-class WorkerOracleClient(OracleClient):
-    """KerasTuner's OracleClient that holds leases: every report carries the holder's name, a
-    report the chief refuses (lease gone) marks the trial abandoned, and IDLE answers wait."""
-
-    def __init__(self, oracle: kt.Oracle, tuner_id: str) -> None:
-        super().__init__(oracle)
-        self.tuner_id = tuner_id
-        self.lease_metric = LEASE_METRIC_PREFIX + tuner_id
-        self.current: str | None = None
-        self.abandoned = threading.Event()
-        self.lock = threading.Lock()
-
-    def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
-        trial = super().create_trial(tuner_id)
-        if trial.status == kt.engine.trial.TrialStatus.IDLE:
-            time.sleep(IDLE_WAIT_S)  # the chief waits on other workers' trials (a bracket's round)
-        elif trial.status == kt.engine.trial.TrialStatus.RUNNING:
-            self.current = trial.trial_id
-            self.abandoned.clear()
-        return trial
-
-    def update_trial(self, trial_id: str, metrics: dict[str, Any], step: int = 0) -> kt.engine.trial.Trial:
-        with self.lock:
-            trial = super().update_trial(trial_id, {**metrics, self.lease_metric: 0.0}, step=step)
-        if trial.status == kt.engine.trial.TrialStatus.STOPPED and trial_id == self.current:
-            self.abandoned.set()
-        return trial
-
-    def renew(self) -> None:
-        trial_id = self.current
-        if trial_id is not None and not self.abandoned.is_set():
-            self.update_trial(trial_id, {})
-
-    def end_trial(self, trial: kt.engine.trial.Trial) -> None:
-        trial.metrics.register(self.lease_metric)
-        trial.metrics.update(self.lease_metric, 0.0)
-        with self.lock:
-            super().end_trial(trial)
-        self.current = None
-
-
 class Heartbeat(threading.Thread):
     """Renews the running trial's lease every quarter lease; exits the process (one line, code 2)
     when the chief stays unreachable for a whole lease or more, and at once when the chief that
     started this worker is gone."""
 
-    def __init__(self, client: WorkerOracleClient, lease_s: float, address: str) -> None:
+    def __init__(self, client: Any, lease_s: float, address: str) -> None:
         super().__init__(name="lease-heartbeat", daemon=True)
         self.client = client
         self.interval = max(0.5, lease_s / 4)
@@ -127,11 +80,17 @@ class Heartbeat(threading.Thread):
                     os._exit(EXIT_CHIEF_LOST)
 
 
-def run_worker(chief: str, out: str, name: str = "worker", threads: int | None = None) -> int:
+def run_worker(
+    chief: str, out: str, name: str = "worker", threads: int | None = None, wait_s: float = PROBE_S
+) -> int:
     """Joins the search whose chief listens at `chief` and whose run folder is `out`; returns the
-    number of trials this worker ended."""
+    exit status (0 once the chief says the search is over)."""
     parse_address(chief, "--chief")
-    probe_chief(chief)
+    probe_chief(chief, wait_s)
+    quiet.load_tensorflow()  # only once a chief answered: a wrong address fails in seconds
+    from search import compat
+    from search.worker_client import WorkerOracleClient
+
     run = RunFolder(out)
     config = SearchConfig.load(run.path)
     chief_info = read_json(run.chief_json) or {}
@@ -156,7 +115,7 @@ def run_worker(chief: str, out: str, name: str = "worker", threads: int | None =
     tuner = build_tuner(
         config, loaded, overwrite=False, oracle_client=lambda oracle: WorkerOracleClient(oracle, tuner_id)
     )
-    client: WorkerOracleClient = tuner.oracle
+    client = tuner.oracle
     tuner.after_epoch = client.renew
     tuner.lease_lost = client.abandoned.is_set
     tuner.set_deadline(chief_info.get("deadline"))

@@ -1,0 +1,219 @@
+"""A search on a chief and workers (real processes on loopback) loses nothing when any of them dies,
+and a single process killed mid-trial continues at the next epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.cli import hypercnn
+
+pytestmark = pytest.mark.slow
+
+# The slow test space, loaded by its module path in every process; 0.1 s per step, 20 steps per
+# epoch (160 training images, batch 8): 2 s or more an epoch, so a kill lands inside a trial.
+SLOW = "tests.search.slow_space:slow-test-space"
+SLOW_ENV = {"SLOW_SPACE_SECONDS_PER_STEP": "0.1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def search_argv(data: Path, run: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "search",
+        "search",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(cache),
+        "--space",
+        SLOW,
+        "--batch-size",
+        "8",
+        "--max-epochs",
+        "3",
+        "--factor",
+        "3",
+        "--val-size",
+        "40",
+        "--test-size",
+        "40",
+        "--progress",
+        "off",
+        *extra,
+    ]
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, **SLOW_ENV}, cwd=Path.cwd()
+    )
+
+
+def saved_epochs(run: Path) -> dict[tuple[str, str], int]:
+    """(trial id, attempt folder) -> the newest epoch that attempt saved whole."""
+    found: dict[tuple[str, str], int] = {}
+    for state in run.glob("tuner/trial_*/attempts/*/epoch-*.json"):
+        key = (state.parents[2].name.removeprefix("trial_"), state.parent.name)
+        found[key] = max(found.get(key, 0), int(state.stem.removeprefix("epoch-")))
+    return found
+
+
+def planned_epochs(run: Path, trial_id: str) -> int:
+    values = json.loads((run / "tuner" / f"trial_{trial_id}" / "trial.json").read_text())
+    values = values["hyperparameters"]["values"]
+    return values["tuner/epochs"] - values["tuner/initial_epoch"]
+
+
+def wait_for(condition, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = condition()
+        if found:
+            return found
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.05)
+    text = log.read_text() if log is not None and log.exists() else ""
+    raise AssertionError(f"condition not met within {timeout} s\n{text[-3000:]}")
+
+
+def mid_trial(run: Path, role: str, besides: str | None = None):
+    """A (trial id, attempt, epoch) of a process whose name starts with `role` that saved an epoch of
+    a trial with at least one more epoch to go."""
+
+    def find():
+        for (trial_id, attempt), epoch in saved_epochs(run).items():
+            if trial_id == besides or not attempt.startswith(role):
+                continue
+            if epoch - initial_epoch(run, trial_id) < planned_epochs(run, trial_id):
+                return trial_id, attempt, epoch
+        return None
+
+    return find
+
+
+def initial_epoch(run: Path, trial_id: str) -> int:
+    values = json.loads((run / "tuner" / f"trial_{trial_id}" / "trial.json").read_text())
+    return values["hyperparameters"]["values"]["tuner/initial_epoch"]
+
+
+def pid_of(attempt: str) -> int:
+    # An attempt folder is named after its holder's tuner id: name@host:pid:stamp.
+    return int(attempt.split("_")[-2])
+
+
+def check_accounting(run: Path) -> pd.DataFrame:
+    """Every trial KerasTuner created is in trials.csv exactly once, finished."""
+    table = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    created = sorted(p.parent.name.removeprefix("trial_") for p in run.glob("tuner/trial_*/trial.json"))
+    assert sorted(table["trial_id"]) == created
+    assert table["trial_id"].is_unique
+    # Ended, one way or another (a random configuration may diverge); none left running.
+    assert set(table["status"]) <= {"COMPLETED", "DIVERGED"}, table[["trial_id", "status", "error"]]
+    # Hyperband with max_epochs 3, factor 3: brackets of 3 + 1 and 2 trials.
+    assert len(table) == 6
+    return table
+
+
+def test_lost_workers_and_a_lost_chief_lose_no_trial(tmp_path: Path, tiny_npz: Path) -> None:
+    """Two workers; one is SIGKILLed mid-trial (its trial continues elsewhere from its last epoch),
+    then the chief is SIGKILLed mid-trial (its workers leave; the same command resumes)."""
+    run, log, resumed_log = tmp_path / "run", tmp_path / "chief.log", tmp_path / "resumed.log"
+    argv = search_argv(tiny_npz, run, tmp_path / "cache", "--workers", "2", "--lease-timeout", "4s")
+    processes = [start(argv, log)]
+    try:
+        lost_trial, attempt, epoch = wait_for(mid_trial(run, "worker"), 240, processes[0], log)
+        os.kill(pid_of(attempt), signal.SIGKILL)
+        # The chief notices, the trial goes on in another attempt; then the chief dies mid-trial.
+        wait_for(lambda: f"trial {lost_trial}: lease of" in log.read_text(), 60, processes[0], log)
+        cut_trial, _, cut_epoch = wait_for(
+            mid_trial(run, "worker", besides=lost_trial), 240, processes[0], log
+        )
+        processes[0].send_signal(signal.SIGKILL)
+        processes[0].wait()
+        workers = [json.loads(p.read_text())["pid"] for p in (run / "workers").glob("*.json")]
+        wait_for(lambda: not any(_alive(pid) for pid in workers), 30)  # no orphan keeps training
+        processes.append(start(argv, resumed_log))
+        assert processes[1].wait(timeout=300) == 0, resumed_log.read_text()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    output = log.read_text() + resumed_log.read_text()
+    assert "resuming the search" in resumed_log.read_text()
+    table = check_accounting(run).set_index("trial_id")
+    for trial_id, saved in ((lost_trial, epoch), (cut_trial, cut_epoch)):
+        assert table.loc[trial_id, "attempts"] >= 2, table.loc[trial_id]
+        record = json.loads((run / "tuner" / f"trial_{trial_id}" / "hypercnn.json").read_text())
+        # The last attempt started after the epoch the dead one saved, not from the trial's start.
+        assert record["resumed_from_epoch"] >= saved
+        first = initial_epoch(run, trial_id) + 1
+        assert record["history"]["epoch"] == list(range(first, first + len(record["history"]["epoch"])))
+    assert table.loc[lost_trial, "worker"] != attempt
+    # Both workers trained trials; the progress lines name them.
+    assert table["worker"].str.startswith("worker1").any() and table["worker"].str.startswith("worker2").any()
+    assert " on worker" in output
+    assert not list(run.glob("tuner/trial_*/attempts")), "committed trials keep no attempt folders"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by a dead parent's init) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_worker_with_no_chief_exits_2_with_one_line(tmp_path: Path) -> None:
+    started = time.time()
+    result = hypercnn(
+        "worker", "--chief", "127.0.0.1:9", "--out", str(tmp_path), "--wait-for-chief", "2s", check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "no chief answers at 127.0.0.1:9" in result.stderr
+    assert time.time() - started < 30
+
+
+def test_a_single_process_killed_mid_trial_resumes_at_the_next_epoch(tmp_path: Path, tiny_npz: Path) -> None:
+    run, log = tmp_path / "run", tmp_path / "search.log"
+    argv = search_argv(tiny_npz, run, tmp_path / "cache")
+    process = start(argv, log)
+    try:
+        trial_id, attempt, epoch = wait_for(mid_trial(run, "main"), 240, process, log)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    finished = pd.read_csv(run / "trials.csv", dtype={"trial_id": str}).set_index("trial_id")
+    assert len(finished), "no trial finished before the kill"
+    resumed = subprocess.run(
+        argv, capture_output=True, text=True, env={**os.environ, **SLOW_ENV}, timeout=400
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming the search" in resumed.stdout
+    assert f"[trial {trial_id}] continues from epoch" in resumed.stdout
+    table = check_accounting(run).set_index("trial_id")
+    # Finished trials are kept as they were, not trained again.
+    for finished_id, row in finished.iterrows():
+        assert table.loc[finished_id, "seconds"] == row["seconds"], f"trial {finished_id} ran again"
+    assert table.loc[trial_id, "attempts"] == 2
+    record = json.loads((run / "tuner" / f"trial_{trial_id}" / "hypercnn.json").read_text())
+    assert record["resumed_from_epoch"] >= epoch
+    # The resumed attempt trained only the epochs left: its optimizer started where the kill left it.
+    assert record["optimizer_steps"][0] >= 20 * epoch
