@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ class BudgetLedger:
                 "completed": self.completed,
                 # hypercnn status: a ledger written in the last seconds belongs to a live process.
                 "pid": os.getpid(),
+                "host": socket.gethostname(),
                 "written_at": time.time(),
             },
         )

@@ -242,6 +242,8 @@ def _search(
         ) from None
     finally:
         tuner.write_leaderboard()
+    if tuner.oracle.finished:
+        tuner.prune_checkpoints()  # no bracket is open any more
     if interrupted:
         print(f"\ninterrupted: finished trials are kept in {run.path}; run the same command to resume")
     completed = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]

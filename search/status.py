@@ -6,6 +6,8 @@ files, the budget ledgers and the workers' files, so it answers in a second whil
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,21 @@ ALIVE_WITHIN_S = 10.0
 
 
 def _alive(ledger: dict[str, Any] | None) -> bool:
-    return bool(ledger) and time.time() - float(ledger.get("written_at", 0)) < ALIVE_WITHIN_S
+    """On this machine, whether the ledger's process still exists; elsewhere, whether it wrote lately."""
+    if not ledger or time.time() - float(ledger.get("written_at", 0)) > ALIVE_WITHIN_S:
+        return False
+    if ledger.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(ledger["pid"]), 0)
+    except (ProcessLookupError, KeyError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process its parent has not reaped yet is gone too
+        return Path(f"/proc/{ledger['pid']}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
 
 
 def _size(n_bytes: int) -> str:

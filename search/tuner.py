@@ -573,11 +573,13 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
 
     def prune_checkpoints(self) -> None:
         """A finished trial's checkpoints serve only a promotion: once it left every open Hyperband
-        bracket, they go, except the best KEEP_TOP_CHECKPOINTS trials' and running trials' parents."""
+        bracket (all of them, once Hyperband has finished), they go, except the best
+        KEEP_TOP_CHECKPOINTS trials' and running trials' parents."""
         oracle = self.oracle
         table = leaderboard(trials_table(oracle.trials, self.run, self.objective.name), self.objective)
         keep = set(table["trial_id"].head(KEEP_TOP_CHECKPOINTS)) if len(table) else set()
-        keep |= compat.hyperband_open_trials(oracle)
+        if not oracle.finished:
+            keep |= compat.hyperband_open_trials(oracle)
         keep |= {
             t.hyperparameters.values.get("tuner/trial_id")
             for t in oracle.trials.values()

@@ -8,12 +8,12 @@ import os
 import time
 
 from spaces import register_space
-from spaces.cnn import ClassicCNN
+from spaces.fast import FastNet
 
 
 @register_space("slow-test-space")
-class SlowSpace(ClassicCNN):
-    """The classic CNN with a pause in every training step (`seconds_per_step`; none when it
+class SlowSpace(FastNet):
+    """The fast space with a pause in every training step (`seconds_per_step`; none when it
     validates)."""
 
     description = "test only: slow steps"
