@@ -229,7 +229,65 @@ def internals_table(table: pd.DataFrame) -> str:
     return provenance(table, extra) + "\n\n" + markdown(header, rows)
 
 
+def soak_table(table: pd.DataFrame) -> str:
+    rows = [
+        [
+            _integer(row.model_cache_mb),
+            _integer(row.trials),
+            _number(row.rss_mb_trial_5, 0),
+            _number(row.rss_mb_trial_40, 0),
+            _number(row.rss_mb_trial_100, 0),
+            f"{float(row.growth_mb_40_to_100):+.0f}" if pd.notna(row.growth_mb_40_to_100) else "",
+            _number(row.run_folder_mb),
+            _number(row.peak_run_folder_mb),
+        ]
+        for row in table.itertuples()
+    ]
+    header = [
+        "--model-cache-mb",
+        "trials",
+        "RSS at trial 5, MB",
+        "at 40",
+        "at 100",
+        "growth 40 to 100, MB",
+        "run folder at the end, MB",
+        "largest, MB",
+    ]
+    extra = f"; {table['images'].iloc[0]}"
+    return provenance(table, extra) + "\n\n" + markdown(header, rows)
+
+
+def scaling_table(table: pd.DataFrame) -> str:
+    rows = [
+        [
+            _integer(row.workers),
+            _number(row.wall_seconds, 0),
+            _integer(row.trials),
+            _number(row.epochs_trained, 0),
+            _number(row.epochs_per_hour),
+            _number(row.train_images_per_second),
+            f"{float(row.speedup_vs_fewest):.2f}x",
+            _percent(row.best_val_accuracy),
+        ]
+        for row in table.itertuples()
+    ]
+    header = [
+        "workers",
+        "wall s",
+        "trials",
+        "epochs trained",
+        "epochs per hour",
+        "training images/s",
+        "vs 1 worker",
+        "best validation accuracy",
+    ]
+    extra = f"; {table['images'].iloc[0]}, {_number(table['budget_seconds'].iloc[0], 0)} s budget each"
+    return provenance(table, extra) + "\n\n" + markdown(header, rows)
+
+
 RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
+    "bench_soak": soak_table,
+    "bench_scaling": scaling_table,
     "bench_search_quality": search_quality_table,
     "bench_samplers": samplers_table,
     "bench_throughput": throughput_table,

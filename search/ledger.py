@@ -93,4 +93,5 @@ class BudgetLedger:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.write()
+        if self._folder_ready():  # bad data: no run folder is left behind
+            self.write()

@@ -4,8 +4,11 @@ run.json             the folder's format version (RUN_FORMAT) and the HyperCNN t
 config.json          the SearchConfig
 env.json             versions, hardware, data sha256, split sizes
 job.json             hypercnn run's budget: the total, what each invocation spent, the split
+search.json          hypercnn search's own budget ledger (the same form)
 trials.csv           the leaderboard, one row per trial, updated as trials finish
-tuner/               KerasTuner's own state (oracle.json, trial_*/), which resume reads
+tuner/               KerasTuner's own state (oracle.json, trial_*/), which resume reads; chief.json
+                     (a chief/worker search); trial_*/attempts/ (search.attempts)
+workers/             a chief/worker search's local workers: their logs and descriptions
 report/              written by finalize: metrics.json, leaderboard.csv, predictions.npz (test labels
                      and probabilities), gallery.npz (the test images the figures show),
                      search_history.json (every trial's epochs); then index.html by the renderer,

@@ -19,10 +19,10 @@ from tests.cli import hypercnn
 
 pytestmark = pytest.mark.slow
 
-# The slow test space, loaded by its module path in every process; 0.1 s per step, 20 steps per
-# epoch (160 training images, batch 8): 2 s or more an epoch, so a kill lands inside a trial.
+# The slow test space, loaded by its module path in every process; 0.06 s per step, 20 steps per
+# epoch (160 training images, batch 8): over a second an epoch, so a kill lands inside a trial.
 SLOW = "tests.search.slow_space:slow-test-space"
-SLOW_ENV = {"SLOW_SPACE_SECONDS_PER_STEP": "0.1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+SLOW_ENV = {"SLOW_SPACE_SECONDS_PER_STEP": "0.06", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def search_argv(data: Path, run: Path, cache: Path, *extra: str) -> list[str]:
