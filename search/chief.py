@@ -23,8 +23,9 @@ from pathlib import Path
 
 import grpc
 
-from search import compat
+from search import compat, devices
 from search.config import SearchConfig, parse_address
+from search.devices import visible_gpus, worker_count
 from search.errors import HyperCNNError
 from search.hardware import cpu_count
 from search.runfolder import RunFolder, write_json
@@ -35,35 +36,6 @@ POLL_S = 0.5
 MAX_RESTARTS = 3
 # How long the chief waits for its workers to leave after telling them to stop.
 STOP_GRACE_S = 30.0
-# Set by the CLI before TensorFlow loads in the chief (which must see no GPU): the GPUs it may hand out.
-VISIBLE_GPUS_ENV = "HYPERCNN_VISIBLE_GPUS"
-
-
-def visible_gpus() -> list[str]:
-    """GPU indices this process may hand to workers, without loading TensorFlow: CUDA_VISIBLE_DEVICES
-    as the user set it, else the NVIDIA driver's list."""
-    chosen = os.environ.get(VISIBLE_GPUS_ENV, os.environ.get("CUDA_VISIBLE_DEVICES"))
-    if chosen is not None:
-        return [gpu for gpu in chosen.split(",") if gpu.strip() and gpu.strip() != "-1"]
-    driver = Path("/proc/driver/nvidia/gpus")
-    return [str(i) for i in range(len(list(driver.iterdir())))] if driver.is_dir() else []
-
-
-def hide_gpus_from_chief() -> None:
-    """Before TensorFlow loads: the chief trains nothing, so it must not take GPU memory."""
-    os.environ.setdefault(VISIBLE_GPUS_ENV, ",".join(visible_gpus()))
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
-
-
-def uses_chief(config: SearchConfig) -> bool:
-    return config.listen is not None or worker_count(config) > 1
-
-
-def worker_count(config: SearchConfig) -> int:
-    """Local workers: 0 (with --listen) serves only workers on other machines."""
-    if config.workers == "auto":
-        return max(1, len(visible_gpus()))
-    return int(config.workers)
 
 
 @dataclasses.dataclass
@@ -97,7 +69,7 @@ def plan_workers(config: SearchConfig, run: RunFolder) -> list[WorkerSlot]:
 
 def worker_environment(slot: WorkerSlot) -> dict[str, str]:
     env = {**os.environ, "HYPERCNN_CHIEF_PID": str(os.getpid())}
-    env.pop(VISIBLE_GPUS_ENV, None)
+    env.pop(devices.VISIBLE_GPUS_ENV, None)
     # Pinned before the worker imports TensorFlow or JAX; memory grows as needed instead of being
     # taken whole, so two workers can share a GPU.
     env["CUDA_VISIBLE_DEVICES"] = slot.gpu if slot.gpu is not None else ""

@@ -282,20 +282,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet.set_verbose(args.verbose)
     try:
-        if args.command == "search" and (args.workers != "1" or args.listen):
-            from search.chief import hide_gpus_from_chief
+        config = config_from_args(args) if args.command in ("search", "run") else None
+        if args.command == "search":
+            from search.devices import hide_gpus_from_chief, uses_chief
 
-            hide_gpus_from_chief()  # before TensorFlow loads: the chief trains nothing
+            if uses_chief(config):
+                hide_gpus_from_chief()  # before TensorFlow loads: the chief trains nothing
         if args.command in ("search", "run", "finalize", "predict", "spaces"):
             quiet.load_tensorflow()  # these build, train or load models; report and compare render only
         if args.command == "search":
             from search.run import run_search
 
-            run_search(config_from_args(args))
+            run_search(config)
         elif args.command == "run":
             from search.job import run_job
 
-            config = config_from_args(args)
             run_job(config, config.time_budget_s)
         elif args.command == "finalize":
             from search.config import parse_duration

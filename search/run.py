@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from search.chief import serve_search, uses_chief
+from search.chief import serve_search
 from search.config import SearchConfig
 from search.data import LoadedData, load_data
+from search.devices import uses_chief
 from search.errors import HyperCNNError
 from search.hardware import apply_acceleration, choose_acceleration, cpu_count, cpu_model
 from search.ledger import BudgetLedger

@@ -326,6 +326,11 @@ def test_bad_data_does_not_wipe_an_earlier_run_even_with_overwrite(tmp_path: Pat
         (["--precision", "fp8"], "--precision 'fp8' is unknown"),
         (["--kernels", "turbo"], "--kernels 'turbo' is unknown"),
         (["--seed", "zero"], "invalid int value"),
+        (["--workers", "many"], "--workers 'many' is neither auto nor a count"),
+        (["--workers", "0"], "--workers 0 trains nowhere"),
+        (["--listen", "nowhere"], "--listen 'nowhere' is not HOST:PORT"),
+        (["--lease-timeout", "1s"], "--lease-timeout must be at least 2 seconds"),
+        (["--model-cache-mb", "-1"], "--model-cache-mb must be 0 or more"),
     ],
 )
 def test_bad_flags(tmp_path: Path, capsys, flags: list[str], needle: str) -> None:
