@@ -568,8 +568,18 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         self.write_leaderboard()
         self._print_trial_line(trial)
         self.prune_checkpoints()
+        self.forget_unpromotable_models()
         if self.after_trial is not None:
             self.after_trial(trial)
+
+    def forget_unpromotable_models(self) -> None:
+        """Live models serve only their trial's promotion: once the trial left every open Hyperband
+        bracket, its model and traced steps are freed (kept, they grew a 100-trial search's memory by
+        hundreds of MB; bench/soak.py)."""
+        open_trials = set() if self.oracle.finished else compat.hyperband_open_trials(self.oracle)
+        for trial_id in [t for t in self.live_models if t not in open_trials]:
+            del self.live_models[trial_id]
+            self.live_bytes.pop(trial_id, None)
 
     def prune_checkpoints(self) -> None:
         """A finished trial's checkpoints serve only a promotion: once it left every open Hyperband
