@@ -99,6 +99,10 @@ def test_newest_epoch_reads_only_whole_states_of_other_attempts(tmp_path: Path) 
     half = attempts.attempt_dir(trial_dir, "b")
     half.mkdir(parents=True)
     model.save_weights(half / "epoch-0003.weights.h5")
+    # Nor does a state whose weights are gone (another attempt's clean-up).
+    orphan = attempts.attempt_dir(trial_dir, "c")
+    orphan.mkdir(parents=True)
+    (orphan / "epoch-0004.json").write_text(json.dumps({"epoch": 4, "history": {"epoch": [1, 2, 3, 4]}}))
     found = attempts.newest_epoch(trial_dir)
     assert (found.epoch, found.attempt, found.history) == (2, "a", {"epoch": [1, 2]})
     assert attempts.newest_epoch(trial_dir, exclude="a") is None
