@@ -14,6 +14,7 @@ to grow about 1 GB per 20 trials (keras-tuner #395); the goal here is under 150 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -67,6 +68,7 @@ def main() -> None:
     machine = machine_row(peak, precision="float32")
     print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
     run = Path(args.work) / f"cache{args.model_cache_mb}"
+    shutil.rmtree(run, ignore_errors=True)  # an earlier soak's trials.csv must not count
     # 6 trials per Hyperband iteration at max_epochs 3, factor 3.
     iterations = -(-args.trials // 6)
     command = [
