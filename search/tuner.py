@@ -7,6 +7,7 @@ interruptible search needs around it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import math
 import os
@@ -556,6 +557,7 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         )
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        release_freed_memory()
         if trial.message:  # KerasTuner's gRPC messages leave the reason out: the record carries it
             record_path = self.attempt_dir(trial.trial_id) / TRIAL_RECORD
             write_json(record_path, {**(read_json(record_path) or {}), "error": error_line(trial.message)})
@@ -627,6 +629,16 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         )
         if trial.status == "FAILED" and trial.message:
             print(f"    reason: {error_line(trial.message)}", file=sys.stderr, flush=True)
+
+
+def release_freed_memory() -> None:
+    """Hands memory that freed trials left in glibc's heaps back to the system (malloc_trim): without
+    it a long search's resident memory grows as TensorFlow's freed buffers fragment the heap."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return
+    libc.malloc_trim(0)
 
 
 def model_bytes(model: keras.Model) -> int:
