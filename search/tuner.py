@@ -368,19 +368,20 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         """A promotion whose parent's compiled model is still in memory (it trains on, as is)."""
         return hp.values.get("tuner/trial_id") in self.live_models
 
-    def _keeping_live_kernels(self) -> contextlib.AbstractContextManager:
-        """While live models exist, session clears and seeding keep TensorFlow's kernel cache (their
-        compiled steps); 30 fresh trials measured the same memory either way. (Keras's layers draw
+    def _keeping_live_kernels(self, hp: kt.HyperParameters) -> contextlib.AbstractContextManager:
+        """For a promotion that continues its parent's model in memory, seeding keeps TensorFlow's
+        kernel cache (the parent's compiled step). A new trial clears it, live models or not: kept
+        for every trial, it grew a 100-trial search's memory by about 8 MB a trial (bench/soak.py);
+        a live model's later promotion re-optimizes its step once instead. (Keras's layers draw
         stateless random numbers, so no cached kernel carries a random state across the seeding.)"""
-        return compat.keeping_tensorflow_kernel_cache(bool(self.live_models))
+        return compat.keeping_tensorflow_kernel_cache(self.continues_live_model(hp))
 
     def build_trial_model(self, hp: kt.HyperParameters) -> keras.Model:
         """KerasTuner's build step with one garbage collection instead of two (its clear_session
         collects, then it collects again), and no session clear for a promotion that continues its
         parent's model in memory."""
         if not self.continues_live_model(hp):
-            with self._keeping_live_kernels():
-                keras.backend.clear_session(free_memory=True)
+            keras.backend.clear_session(free_memory=True)
         model = self.build_or_continue(hp)
         if not isinstance(model, keras.Model):
             raise kt.errors.FatalTypeError(f"HyperModel.build() returned {type(model).__name__}, not a Model")
@@ -516,7 +517,7 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
 
     def _seed(self, trial: kt.engine.trial.Trial) -> None:
         """Each trial gets its own reproducible seed, the same on resume."""
-        with self._keeping_live_kernels():
+        with self._keeping_live_kernels(trial.hyperparameters):
             keras.utils.set_random_seed(self.config.seed * 100_003 + int(trial.trial_id))
 
     def _record(
