@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 import numpy as np
+import pandas as pd
 
 from search import attempts, compat
 from search.config import SearchConfig
@@ -568,9 +569,9 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
     def trial_ended(self, trial: kt.engine.trial.Trial) -> None:
         """Runs where the oracle lives, once a trial's attempt is committed: the leaderboard, the
         progress line, the job's budget plan, and deleting checkpoints nothing can use any more."""
-        self.write_leaderboard()
+        table = self.write_leaderboard()
         self._print_trial_line(trial)
-        self.prune_checkpoints()
+        self.prune_checkpoints(table)
         self.forget_unpromotable_models()
         if self.after_trial is not None:
             self.after_trial(trial)
@@ -584,12 +585,14 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
             del self.live_models[trial_id]
             self.live_bytes.pop(trial_id, None)
 
-    def prune_checkpoints(self) -> None:
+    def prune_checkpoints(self, table: pd.DataFrame | None = None) -> None:
         """A finished trial's checkpoints serve only a promotion: once it left every open Hyperband
         bracket (all of them, once Hyperband has finished), they go, except the best
         KEEP_TOP_CHECKPOINTS trials' and running trials' parents."""
         oracle = self.oracle
-        table = leaderboard(trials_table(oracle.trials, self.run, self.objective.name), self.objective)
+        if table is None:
+            table = trials_table(oracle.trials, self.run, self.objective.name)
+        table = leaderboard(table, self.objective)
         keep = set(table["trial_id"].head(KEEP_TOP_CHECKPOINTS)) if len(table) else set()
         if not oracle.finished:
             keep |= compat.hyperband_open_trials(oracle)
@@ -602,10 +605,11 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
             if trial_id not in keep and trial.status != "RUNNING":
                 attempts.drop_checkpoints(self.trial_dir(trial_id))
 
-    def write_leaderboard(self) -> None:
+    def write_leaderboard(self) -> pd.DataFrame:
         table = trials_table(self.oracle.trials, self.run, self.objective.name, self.oracle.proposals)
         if len(table):
             write_csv(self.run.trials_csv, table)
+        return table
 
     def _print_trial_line(self, trial: kt.engine.trial.Trial) -> None:
         trial = self.oracle.get_trial(trial.trial_id)
