@@ -559,6 +559,8 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         )
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        # The trial's traced steps stay pinned by TensorFlow's gradient registry unless dropped here.
+        compat.forget_custom_gradients()
         release_freed_memory()
         if trial.message:  # KerasTuner's gRPC messages leave the reason out: the record carries it
             record_path = self.attempt_dir(trial.trial_id) / TRIAL_RECORD
@@ -639,6 +641,7 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
 def release_freed_memory() -> None:
     """Hands memory that freed trials left in glibc's heaps back to the system (malloc_trim): without
     it a long search's resident memory grows as TensorFlow's freed buffers fragment the heap."""
+    gc.collect()  # the dropped trial's graphs are reference cycles: freed only by a collection
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (macOS, musl): nothing to trim

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search import run_search
+from search import compat, run_search
 from search.errors import HyperCNNError
 from search.tuner import HyperCNNTuner
 from spaces import register_space
@@ -128,6 +128,8 @@ def test_a_promoted_trial_continues_its_parents_optimizer_steps(
     if continued_from == "checkpoint":  # as after a resume: no parent model left in memory
         monkeypatch.setattr(HyperCNNTuner, "max_live_models", 0)
     run_search(quick_search_config(tmp_path, tiny_npz, space="fast", max_epochs=2, factor=2))
+    # Each trial's end dropped the gradient functions that pin its traced steps (search.compat).
+    assert compat.forget_custom_gradients() == 0
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str, "parent_trial": str})
     promoted = trials[trials["parent_trial"].notna()]
     assert len(promoted) >= 1
