@@ -53,6 +53,16 @@ def choose_acceleration(config: SearchConfig) -> Acceleration:
     return Acceleration(gpus, precision, jit_compile)
 
 
+def training_device_line(acceleration: Acceleration) -> str:
+    """One line naming where and how this process trains: device, Keras backend, precision, XLA."""
+    if acceleration.gpus:
+        device = f"GPU ({', '.join(acceleration.gpus)})"
+    else:
+        device = f"the CPU ({cpu_model()}, {cpu_count()} cores)"
+    xla = ", XLA-compiled" if acceleration.jit_compile else ""
+    return f"training on {device}, Keras backend {keras.backend.backend()}, {acceleration.precision}{xla}"
+
+
 def apply_acceleration(acceleration: Acceleration) -> None:
     keras.mixed_precision.set_global_policy(acceleration.precision)
 

@@ -57,6 +57,13 @@ def gpu_hardware_present() -> bool:
     return NVIDIA_DEVICE_NODE.exists() or listed
 
 
+def gpus_hidden_on_purpose() -> bool:
+    """CUDA_VISIBLE_DEVICES set to nothing (or -1): the user, or a search's chief (which trains
+    nothing), hid every GPU from this process."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return hidden is not None and hidden.strip() in ("", "-1")
+
+
 def load_tensorflow(verbose: bool | None = None) -> ModuleType:
     """`import tensorflow` (and Keras), quietly unless verbose; warns in one line when a GPU is
     present but TensorFlow cannot use it."""
@@ -76,12 +83,12 @@ def load_tensorflow(verbose: bool | None = None) -> ModuleType:
     if not verbose:
         # TensorFlow's Python-side warnings (retracing notes and the like) go through its logger.
         tf.get_logger().setLevel("ERROR")
-    if gpu_hardware_present() and not gpus:
+    if gpu_hardware_present() and not gpus and not gpus_hidden_on_purpose():
         hint = next((line.strip() for line in captured[0].splitlines() if "cuda" in line.lower()), "")
         hint = f" (TensorFlow said: {hint})" if hint else ""
         print(
             "warning: this machine has an NVIDIA GPU but TensorFlow cannot use it, so training runs on "
-            f"the CPU; install TensorFlow with CUDA: pip install 'tensorflow[and-cuda]'{hint}",
+            f"the CPU; install HyperCNN with TensorFlow's CUDA build: pip install 'hypercnn[gpu]'{hint}",
             file=sys.stderr,
             flush=True,
         )

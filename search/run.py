@@ -17,7 +17,13 @@ from search.config import SearchConfig
 from search.data import LoadedData, load_data
 from search.devices import uses_chief
 from search.errors import HyperCNNError
-from search.hardware import apply_acceleration, choose_acceleration, cpu_count, cpu_model
+from search.hardware import (
+    apply_acceleration,
+    choose_acceleration,
+    cpu_count,
+    cpu_model,
+    training_device_line,
+)
 from search.ledger import BudgetLedger
 from search.objective import get_objective
 from search.pipeline import make_dataset
@@ -203,6 +209,8 @@ def _search(
         ),
     )
     distributed = uses_chief(config)
+    if not distributed:  # a chief trains nothing: each worker names its own device in its log
+        print(training_device_line(acceleration), flush=True)
     tuner = build_tuner(config, loaded, overwrite=False, role="chief" if distributed else "main")
     tuner.set_deadline(deadline)
     tuner.search_started = started

@@ -127,7 +127,12 @@ def run_worker(
         splits.x_train, splits.y_train, num_classes, config.batch_size, shuffle=True, seed=config.seed
     )
     validation = make_dataset(splits.x_val, splits.y_val, num_classes, config.batch_size)
-    print(f"{tuner_id} joined the chief at {chief}", flush=True)
+    from search.hardware import choose_acceleration, training_device_line
+
+    print(
+        f"{tuner_id} joined the chief at {chief}; {training_device_line(choose_acceleration(config))}",
+        flush=True,
+    )
     tuner.search(train, validation_data=validation, epochs=config.max_epochs, verbose=0)
     print(f"{tuner_id}: the chief says the search is over", flush=True)
     return 0

@@ -59,6 +59,24 @@ def test_commands_start_without_tensorflow_chatter_unless_verbose() -> None:
     assert verbose.returncode == 0 and verbose.stderr.strip(), "--verbose shows TensorFlow's own lines"
 
 
+@pytest.mark.parametrize("hidden", [False, True])
+def test_a_gpu_tensorflow_cannot_use_is_one_warning_unless_hidden_on_purpose(hidden: bool) -> None:
+    # A GPU's device node, as the driver makes it (this machine has none): TensorFlow finds no GPU.
+    code = """
+import sys
+from search import quiet
+quiet.NVIDIA_DEVICE_NODE = quiet.Path(sys.executable)
+quiet.load_tensorflow()
+"""
+    result = python(code, env={"CUDA_VISIBLE_DEVICES": ""} if hidden else {})
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    if hidden:  # a search's chief hides every GPU from itself: nothing to warn about
+        assert warnings == [], result.stderr
+    else:
+        assert len(warnings) == 1 and "pip install 'hypercnn[gpu]'" in warnings[0], result.stderr
+
+
 class InterruptedSpace(ClassicCNN):
     """The classic CNN, whose second trial is interrupted as by Ctrl-C."""
 
@@ -74,10 +92,12 @@ class InterruptedSpace(ClassicCNN):
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_trials_and_unfreezes_the_garbage_collector(
-    tmp_path: Path, tiny_npz: Path
+    tmp_path: Path, tiny_npz: Path, capsys
 ) -> None:
     register_space("interrupted-test-space")(InterruptedSpace)
     result = run_search(quick_search_config(tmp_path, tiny_npz, space="interrupted-test-space"))
+    # One line at the start names the device and backend the search trains on.
+    assert "training on the CPU (" in capsys.readouterr().out
     assert gc.get_freeze_count() == 0, "the search froze the process's objects and left them frozen"
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
     assert result.completed == 1 and trials.loc[0, "status"] == "COMPLETED"
