@@ -495,6 +495,13 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
             )
         try:
             results = super().run_trial(trial, *args, **kwargs)
+        except Exception as error:
+            if not out_of_memory(error):
+                raise
+            # Live models hold device memory the next trial may need; promotions reload checkpoints.
+            self.live_models.clear()
+            self.live_bytes.clear()
+            raise kt.errors.FailedTrialError(out_of_memory_reason(error, self.config.batch_size)) from error
         finally:
             if restored is not None:
                 values["tuner/initial_epoch"] = initial_epoch
@@ -636,6 +643,27 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
         )
         if trial.status == "FAILED" and trial.message:
             print(f"    reason: {error_line(trial.message)}", file=sys.stderr, flush=True)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """A device ran out of memory: TensorFlow's ResourceExhaustedError, or XLA's RESOURCE_EXHAUSTED
+    (JAX), told apart by name and message so that neither backend needs the other imported."""
+    text = str(error)
+    return (
+        type(error).__name__ == "ResourceExhaustedError"
+        or "RESOURCE_EXHAUSTED" in text
+        or "OOM when allocating" in text
+    )
+
+
+def out_of_memory_reason(error: BaseException, batch_size: int) -> str:
+    """One line for trials.csv: what ran out, and the fixes (the search goes on with other trials)."""
+    text = " ".join(str(error).split())
+    detail = next((part.strip() for part in text.split(";") if "OOM" in part or "memory" in part), text)
+    return (
+        f"out of memory: {detail[:160]}; this configuration does not fit the device at batch size "
+        f"{batch_size}: lower --batch-size, or bound the model with the space's widths"
+    )
 
 
 def release_freed_memory() -> None:

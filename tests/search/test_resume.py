@@ -121,6 +121,35 @@ def test_diverging_trials_are_recorded_and_stop_the_search_with_one_line(
     assert diverged["error"].str.startswith("diverged: loss became NaN/inf").all()
 
 
+class OutOfMemorySpace(ClassicCNN):
+    """The classic CNN, whose first trial runs out of device memory as a GPU would in training."""
+
+    description = "test only: the first trial runs out of memory"
+    fits = 0
+
+    def fit(self, hp, model, *args, **kwargs):
+        import tensorflow as tf
+
+        OutOfMemorySpace.fits += 1
+        if OutOfMemorySpace.fits == 1:
+            raise tf.errors.ResourceExhaustedError(
+                None, None, "OOM when allocating tensor with shape[128,512,32,32] and type float on GPU:0"
+            )
+        return super().fit(hp, model, *args, **kwargs)
+
+
+def test_a_trial_out_of_device_memory_fails_with_one_line_and_the_search_goes_on(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    register_space("oom-test-space")(OutOfMemorySpace)
+    result = run_search(quick_search_config(tmp_path, tiny_npz, space="oom-test-space"))
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
+    failed = trials[trials["status"] == "FAILED"]
+    assert len(failed) == 1 and failed["error"].iloc[0].startswith("out of memory: OOM when allocating")
+    assert "lower --batch-size" in failed["error"].iloc[0] and "\n" not in failed["error"].iloc[0]
+    assert result.completed == len(trials) - 1 >= 2
+
+
 @pytest.mark.parametrize("continued_from", ["memory", "checkpoint"])
 def test_a_promoted_trial_continues_its_parents_optimizer_steps(
     tmp_path: Path, tiny_npz: Path, monkeypatch, continued_from: str
