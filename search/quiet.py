@@ -83,16 +83,23 @@ def load_tensorflow(verbose: bool | None = None) -> ModuleType:
     if not verbose:
         # TensorFlow's Python-side warnings (retracing notes and the like) go through its logger.
         tf.get_logger().setLevel("ERROR")
-    if gpu_hardware_present() and not gpus and not gpus_hidden_on_purpose():
-        hint = next((line.strip() for line in captured[0].splitlines() if "cuda" in line.lower()), "")
-        hint = f" (TensorFlow said: {hint})" if hint else ""
-        print(
-            "warning: this machine has an NVIDIA GPU but TensorFlow cannot use it, so training runs on "
-            f"the CPU; install HyperCNN with TensorFlow's CUDA build: pip install 'hypercnn[gpu]'{hint}",
-            file=sys.stderr,
-            flush=True,
-        )
+    warning = unusable_gpu_warning(len(gpus), captured[0])
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     return tf
+
+
+def unusable_gpu_warning(usable_gpus: int, tensorflow_output: str) -> str | None:
+    """One line when the machine has an NVIDIA GPU that TensorFlow found no way to use (a CPU-only
+    TensorFlow, or CUDA libraries missing), unless the GPUs were hidden on purpose."""
+    if usable_gpus or not gpu_hardware_present() or gpus_hidden_on_purpose():
+        return None
+    hint = next((line.strip() for line in tensorflow_output.splitlines() if "cuda" in line.lower()), "")
+    hint = f" (TensorFlow said: {hint})" if hint else ""
+    return (
+        "warning: this machine has an NVIDIA GPU but TensorFlow cannot use it, so training runs on "
+        f"the CPU; install HyperCNN with TensorFlow's CUDA build: pip install 'hypercnn[gpu]'{hint}"
+    )
 
 
 @contextlib.contextmanager

@@ -172,6 +172,38 @@ def test_lost_workers_and_a_lost_chief_lose_no_trial(tmp_path: Path, tiny_npz: P
     assert not list(run.glob("tuner/trial_*/attempts")), "committed trials keep no attempt folders"
 
 
+def test_ctrl_c_stops_the_chief_and_every_worker_and_keeps_finished_trials(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    """Ctrl-C in a terminal signals the whole foreground process group: the chief and its workers."""
+    run, log = tmp_path / "run", tmp_path / "chief.log"
+    argv = search_argv(tiny_npz, run, tmp_path / "cache", "--workers", "2")
+    process = subprocess.Popen(
+        argv,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **SLOW_ENV},
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+    )
+    try:
+        # Once a trial has finished, with the workers training the next ones.
+        wait_for(lambda: (run / "trials.csv").is_file(), 240, process, log)
+        workers = [json.loads(p.read_text())["pid"] for p in (run / "workers").glob("*.json")]
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "interrupted: finished trials are kept" in text, text[-2000:]
+    assert len(workers) == 2 and not any(_alive(pid) for pid in workers), "a worker outlived Ctrl-C"
+    # Each worker stopped on the signal itself (the chief kills stragglers only after a grace time).
+    for worker_log in (run / "workers").glob("worker*.log"):
+        assert worker_log.read_text().rstrip().endswith("interrupted"), worker_log.read_text()[-1000:]
+    finished = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    assert len(finished) >= 1 and (run / "config.json").is_file()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -31,7 +31,7 @@ def test_quick_search_on_a_small_subset_of_the_real_zip(tmp_path: Path) -> None:
         batch_size=32,
         max_epochs=3,
         factor=3,
-        time_budget_s="75s",
+        time_budget_s="40s",
     )
     result = run_search(config)
     env = json.loads((tmp_path / "run" / "env.json").read_text())

@@ -142,12 +142,16 @@ def test_a_trial_out_of_device_memory_fails_with_one_line_and_the_search_goes_on
     tmp_path: Path, tiny_npz: Path
 ) -> None:
     register_space("oom-test-space")(OutOfMemorySpace)
-    result = run_search(quick_search_config(tmp_path, tiny_npz, space="oom-test-space"))
+    # One-epoch trials, three of them (max_epochs 1: a bracket of one trial per Hyperband iteration).
+    config = quick_search_config(
+        tmp_path, tiny_npz, space="oom-test-space", max_epochs=1, hyperband_iterations=3
+    )
+    result = run_search(config)
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
     failed = trials[trials["status"] == "FAILED"]
     assert len(failed) == 1 and failed["error"].iloc[0].startswith("out of memory: OOM when allocating")
     assert "lower --batch-size" in failed["error"].iloc[0] and "\n" not in failed["error"].iloc[0]
-    assert result.completed == len(trials) - 1 >= 2
+    assert result.completed == len(trials) - 1 >= 2, trials[["trial_id", "status"]]
 
 
 @pytest.mark.parametrize("continued_from", ["memory", "checkpoint"])

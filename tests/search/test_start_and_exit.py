@@ -59,22 +59,23 @@ def test_commands_start_without_tensorflow_chatter_unless_verbose() -> None:
     assert verbose.returncode == 0 and verbose.stderr.strip(), "--verbose shows TensorFlow's own lines"
 
 
-@pytest.mark.parametrize("hidden", [False, True])
-def test_a_gpu_tensorflow_cannot_use_is_one_warning_unless_hidden_on_purpose(hidden: bool) -> None:
-    # A GPU's device node, as the driver makes it (this machine has none): TensorFlow finds no GPU.
-    code = """
-import sys
-from search import quiet
-quiet.NVIDIA_DEVICE_NODE = quiet.Path(sys.executable)
-quiet.load_tensorflow()
-"""
-    result = python(code, env={"CUDA_VISIBLE_DEVICES": ""} if hidden else {})
-    assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    if hidden:  # a search's chief hides every GPU from itself: nothing to warn about
-        assert warnings == [], result.stderr
-    else:
-        assert len(warnings) == 1 and "pip install 'hypercnn[gpu]'" in warnings[0], result.stderr
+def test_a_gpu_tensorflow_cannot_use_is_one_warning_unless_hidden_on_purpose(monkeypatch, tmp_path) -> None:
+    from search import quiet
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(quiet, "NVIDIA_DRIVER_GPUS", tmp_path / "no-driver")
+    monkeypatch.setattr(quiet, "NVIDIA_DEVICE_NODE", tmp_path / "nvidia0")
+    assert quiet.unusable_gpu_warning(0, "") is None  # no GPU at all: nothing to say
+    # A GPU's device node, as the driver makes it: TensorFlow found no GPU to use.
+    (tmp_path / "nvidia0").touch()
+    said = "failed call to cuInit: CUDA_ERROR_NO_DEVICE"
+    warning = quiet.unusable_gpu_warning(0, f"some line\n{said}\n")
+    assert warning.startswith("warning:") and "\n" not in warning
+    assert "pip install 'hypercnn[gpu]'" in warning and said in warning
+    assert quiet.unusable_gpu_warning(1, "") is None  # TensorFlow uses it
+    # A search's chief hides every GPU from itself on purpose, as may a user.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert quiet.unusable_gpu_warning(0, "") is None
 
 
 class InterruptedSpace(ClassicCNN):
