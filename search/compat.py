@@ -9,7 +9,9 @@ an underscore name of these libraries is used anywhere else in the package.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
@@ -50,6 +52,29 @@ def keeping_tensorflow_kernel_cache(active: bool) -> Iterator[None]:
         yield
     finally:
         pywrap_tfe.TFE_ContextClearCaches = clear_caches
+
+
+def synchronized(method: Callable[..., Any]) -> Callable[..., Any]:
+    """kt.synchronized (one oracle call at a time across the chief's gRPC threads), releasing the
+    oracle's lock when the call raises: KerasTuner 1.4.8 releases it only on return, so one exception
+    in a chief's oracle left every later call (every worker's, and the chief's own lease timer)
+    waiting forever."""
+    oracle_module = compat_modules()["oracle"]
+    locked = kt.synchronized(method)
+
+    @functools.wraps(method)
+    def call(oracle: Any, *args: Any, **kwargs: Any) -> Any:
+        thread = threading.current_thread().name
+        outermost = oracle_module.THREADS[oracle] != thread
+        try:
+            return locked(oracle, *args, **kwargs)
+        except BaseException:
+            if outermost and oracle_module.THREADS[oracle] == thread:
+                oracle_module.THREADS[oracle] = None
+                oracle_module.LOCKS[oracle].release()
+            raise
+
+    return call
 
 
 CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
@@ -217,8 +242,9 @@ class TunerHooks:
 
 def compat_modules() -> dict[str, Any]:
     from keras_tuner.src.distribute import oracle_chief, oracle_client
+    from keras_tuner.src.engine import oracle
 
-    return {"oracle_client": oracle_client, "oracle_chief": oracle_chief}
+    return {"oracle_client": oracle_client, "oracle_chief": oracle_chief, "oracle": oracle}
 
 
 # Every internal name used above, as (owner, attribute, parameters or None for a non-callable), for
@@ -229,6 +255,8 @@ def internal_names() -> list[tuple[object, str, list[str] | None]]:
 
     return [
         (kt.src.config, "DEBUG", None),
+        (compat_modules()["oracle"], "THREADS", None),
+        (compat_modules()["oracle"], "LOCKS", None),
         (ops, "_gradient_registry", None),
         (ops._gradient_registry, "_registry", None),
         (pywrap_tfe, "TFE_ContextClearCaches", None),

@@ -85,7 +85,7 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
 
-    @kt.synchronized
+    @compat.synchronized
     def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
         if self.stopping or self.past_deadline():
             self.tuner_ids.discard(tuner_id)
@@ -100,7 +100,7 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
             self.finished = True
         return trial
 
-    @kt.synchronized
+    @compat.synchronized
     def update_trial(self, trial_id: str, metrics: Any, step: int = 0) -> kt.engine.trial.Trial:
         """A worker's report names its holder (search.leases): it renews the lease, and a holder that
         lost its lease is told to stop. Reports without a holder come from this process's own tuner."""
@@ -113,7 +113,7 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
                 return self.trials[trial_id]
         return super().update_trial(trial_id, metrics, step=step)
 
-    @kt.synchronized
+    @compat.synchronized
     def end_trial(self, trial: kt.engine.trial.Trial) -> None:
         holder = self.accept_end(trial)
         if holder is None:
@@ -127,7 +127,7 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
         if self.on_trial_ended is not None:
             self.on_trial_ended(self.trials[trial.trial_id])
 
-    @kt.synchronized
+    @compat.synchronized
     def check_leases(self) -> list[str]:
         """The chief's timer: lost workers' trials go back to the queue."""
         return self.expire_leases()
@@ -662,7 +662,7 @@ def out_of_memory_reason(error: BaseException, batch_size: int) -> str:
     detail = next((part.strip() for part in text.split(";") if "OOM" in part or "memory" in part), text)
     return (
         f"out of memory: {detail[:160]}; this configuration does not fit the device at batch size "
-        f"{batch_size}: lower --batch-size, or bound the model with the space's widths"
+        f"{batch_size} (the search goes on with others); a lower --batch-size fits larger ones"
     )
 
 
@@ -693,6 +693,11 @@ def with_earlier_epochs(history: Any, restored: attempts.EpochState) -> Any:
     if not isinstance(history, keras.callbacks.History):
         return history
     earlier = len(restored.history.get("epoch", []))
-    for name, values in history.history.items():
+    # Every metric the earlier attempt recorded, also when this attempt trained no epoch at all (the
+    # killed one had saved its last epoch): KerasTuner then reports these to the oracle, which scores
+    # the trial from them.
+    names = list(history.history) + [n for n in restored.history if n != "epoch" and n not in history.history]
+    for name in names:
+        values = history.history.get(name, [])
         history.history[name] = list(restored.history.get(name, [math.nan] * earlier)) + list(values)
     return history

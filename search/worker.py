@@ -100,6 +100,7 @@ def run_worker(
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
     from search.data import load_data
+    from search.hardware import choose_acceleration, training_device_line
     from search.pipeline import make_dataset
     from search.run import build_tuner
     from search.tuner import process_tuner_id
@@ -127,8 +128,6 @@ def run_worker(
         splits.x_train, splits.y_train, num_classes, config.batch_size, shuffle=True, seed=config.seed
     )
     validation = make_dataset(splits.x_val, splits.y_val, num_classes, config.batch_size)
-    from search.hardware import choose_acceleration, training_device_line
-
     print(
         f"{tuner_id} joined the chief at {chief}; {training_device_line(choose_acceleration(config))}",
         flush=True,

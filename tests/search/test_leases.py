@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 import numpy as np
+import pytest
 
 from search import attempts
 from search.leases import LEASE_METRIC_PREFIX
@@ -134,3 +135,46 @@ def test_the_live_model_cache_is_bounded_in_bytes() -> None:
     tuner._keep_live("e", model(512))  # about 1.6 MB alone: everything older goes, and it too
     assert sum(tuner.live_bytes.values()) <= 2**20
     assert "a" not in tuner.live_models and np.all([k in tuner.live_bytes for k in tuner.live_models])
+
+
+def test_an_attempt_that_trains_no_epoch_reports_the_earlier_attempts_metrics() -> None:
+    """The killed attempt had saved the trial's last epoch: the next one trains nothing, and the
+    trial must still be scored from the epochs the killed one recorded."""
+    from search.tuner import with_earlier_epochs
+
+    earlier = {"epoch": [1, 2, 3], "val_accuracy": [0.3, 0.5, 0.4], "loss": [2.0, 1.5, 1.2]}
+    restored = attempts.EpochState(3, Path("unused.weights.h5"), earlier, "worker1_vm_1_1")
+    nothing_trained = keras.callbacks.History()
+    nothing_trained.history = {}
+    merged = with_earlier_epochs(nothing_trained, restored).history
+    assert merged == {"val_accuracy": [0.3, 0.5, 0.4], "loss": [2.0, 1.5, 1.2]}
+    # An attempt that trained the last epoch itself follows the earlier ones.
+    one_more = keras.callbacks.History()
+    one_more.history = {"val_accuracy": [0.6], "loss": [1.0]}
+    restored = attempts.EpochState(2, Path("unused.weights.h5"), {k: v[:2] for k, v in earlier.items()}, "w")
+    assert with_earlier_epochs(one_more, restored).history == {
+        "val_accuracy": [0.3, 0.5, 0.6],
+        "loss": [2.0, 1.5, 1.0],
+    }
+
+
+def test_an_error_in_the_chiefs_oracle_does_not_lock_out_every_later_call(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """KerasTuner's own lock stayed held after an exception: the next call from another gRPC thread
+    then waited forever."""
+    import threading
+
+    oracle = make_oracle(tmp_path, "random")
+    trial = oracle.create_trial("worker1")
+    monkeypatch.setattr(kt.Oracle, "end_trial", lambda self, trial: (_ for _ in ()).throw(ValueError("boom")))
+    trial.status = "COMPLETED"
+    with pytest.raises(ValueError, match="boom"):
+        oracle.end_trial(trial)
+    answered = []
+    other = threading.Thread(
+        target=lambda: answered.append(oracle.check_leases()), name="grpc-2", daemon=True
+    )
+    other.start()
+    other.join(timeout=10)
+    assert answered == [[]], "a later call from another thread waited for the lock"

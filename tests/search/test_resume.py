@@ -150,7 +150,7 @@ def test_a_trial_out_of_device_memory_fails_with_one_line_and_the_search_goes_on
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
     failed = trials[trials["status"] == "FAILED"]
     assert len(failed) == 1 and failed["error"].iloc[0].startswith("out of memory: OOM when allocating")
-    assert "lower --batch-size" in failed["error"].iloc[0] and "\n" not in failed["error"].iloc[0]
+    assert "a lower --batch-size fits" in failed["error"].iloc[0] and "\n" not in failed["error"].iloc[0]
     assert result.completed == len(trials) - 1 >= 2, trials[["trial_id", "status"]]
 
 
