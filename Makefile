@@ -35,8 +35,11 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two test processes at a time (pytest-xdist), then the tests that measure wall time against a
+# budget, alone. Both parts run; either failing fails.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 -m "not serial"; parallel=$$?; \
+	$(BIN)/pytest -m serial && exit $$parallel
 
 format: $(VENV)/.test-deps
 	$(BIN)/ruff format .

@@ -165,6 +165,15 @@ def set_chief_timeout(seconds: float) -> None:
     oracle_client.TIMEOUT = seconds
 
 
+def keep_oracle_seed(oracle: kt.Oracle, seed: int | None) -> None:
+    """KerasTuner 1.4.8's Oracle sets `self.seed = seed or random.randint(1, 10000)`: seed 0 (our
+    default) is falsy, so every `--seed 0` search drew different random configurations. Its random
+    proposals read the private `_seed_state`, which starts at the seed."""
+    if seed is not None:
+        oracle.seed = seed
+        oracle._seed_state = seed
+
+
 def oracle_has_tried(oracle: kt.Oracle, values: dict[str, Any]) -> bool:
     """Whether the oracle already proposed these values (a portfolio entry or a model proposal must
     not repeat a trial): KerasTuner keeps its hashes of tried values private."""
@@ -261,6 +270,7 @@ def internal_names() -> list[tuple[object, str, list[str] | None]]:
         (ops._gradient_registry, "_registry", None),
         (pywrap_tfe, "TFE_ContextClearCaches", None),
         (kt.Oracle, "_random_values", ["self"]),
+        (kt.Oracle(objective="val_accuracy"), "_seed_state", None),
         (kt.Oracle, "_duplicate", ["self", "values"]),
         (kt.Tuner, "_deepcopy_callbacks", ["self", "callbacks"]),
         (kt.Tuner, "_try_build", ["self", "hp"]),

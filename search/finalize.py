@@ -80,27 +80,41 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
     tuner = build_tuner(config, loaded, overwrite=False)
     trials = trials_table(tuner.oracle.trials, run, config.objective, tuner.oracle.proposals)
     write_csv(run.trials_csv, trials)
-    final_s = None
-    if time_budget_s is not None:
-        left = time_budget_s - (time.time() - started)
-        final_s = max(1.0, RETRAIN_BUDGET_MARGIN * left - AFTER_TRAINING_SECONDS)
-    best = best_trial(tuner, final_s, len(splits.y_train) + len(splits.y_val))
-    top = tuner.best_trial()
-    chosen_because = "the best score of the search"
-    if top is not None and top.trial_id != best.trial_id:
-        chosen_because = (
-            f"expected to score best after {final_s / 60:.1f} min of final training at the measured "
-            f"paces (the top-ranked trial {top.trial_id} is slower per epoch)"
-        )
-        print(f"training trial {best.trial_id}, not the top-ranked trial {top.trial_id}: {chosen_because}")
+    diverged: tuple[str, ...] = ()
+    while True:
+        final_s = None
+        if time_budget_s is not None:
+            left = time_budget_s - (time.time() - started)
+            final_s = max(1.0, RETRAIN_BUDGET_MARGIN * left - AFTER_TRAINING_SECONDS)
+        best = best_trial(tuner, final_s, len(splits.y_train) + len(splits.y_val), exclude=diverged)
+        top = tuner.best_trial()
+        chosen_because = "the best score of the search"
+        if diverged:
+            chosen_because = f"the next candidate: the final training of {', '.join(diverged)} diverged"
+        elif top is not None and top.trial_id != best.trial_id:
+            chosen_because = (
+                f"expected to score best after {final_s / 60:.1f} min of final training at the measured "
+                f"paces (the top-ranked trial {top.trial_id} is slower per epoch)"
+            )
+            print(f"training trial {best.trial_id}, not the top-ranked {top.trial_id}: {chosen_because}")
 
-    retrained = None if retrain else _reuse_model(run, best.trial_id, best.epochs)
-    fresh = retrained is None
-    flip_averaged = config.flip_averaging and bool(best.values.get("augment_flip", False))
-    if fresh:
+        retrained = None if retrain or diverged else _reuse_model(run, best.trial_id, best.epochs)
+        fresh = retrained is None
+        if not fresh:
+            break
         # The budget covers the whole finalize step: what loading took so far is already spent.
         left = None if time_budget_s is None else time_budget_s - (time.time() - started)
         retrained = retrain_best(config, tuner, splits, best, left)
+        if not retrained.diverged:
+            break
+        diverged += (best.trial_id,)
+        print(
+            f"the final training of trial {best.trial_id} diverged (its loss became NaN or infinite) after "
+            f"{len(retrained.history['epoch'])} epoch(s); training the next candidate instead",
+            flush=True,
+        )
+    flip_averaged = config.flip_averaging and bool(best.values.get("augment_flip", False))
+    if fresh:
         write_json(run.model_history, retrained.history)
         # Mirror averaging only where the winner learned that mirrors are the same class.
         retrained.model = inference_model(retrained.model, flip_averaged)
@@ -117,6 +131,7 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
         retrain_seconds=round(retrained.seconds, 1),
         test_origin=splits.test_origin,
         trials_at_finalize=len(trials),
+        diverged_final_trainings=list(diverged),
     )
     # A model exported by an earlier HyperCNN (run format 1) has best.keras only: export the rest.
     if fresh or "formats" not in json.loads(run.model_json.read_text()):

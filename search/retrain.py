@@ -41,6 +41,8 @@ class Retrained:
     history: dict[str, list[float]]
     seconds: float
     epochs: int
+    # The training loss went NaN or infinite (Keras's TerminateOnNaN stopped it): the weights are unusable.
+    diverged: bool = False
 
 
 def final_candidates(tuner: HyperCNNTuner) -> list[Candidate]:
@@ -65,10 +67,19 @@ def final_candidates(tuner: HyperCNNTuner) -> list[Candidate]:
     return candidates
 
 
-def best_trial(tuner: HyperCNNTuner, final_s: float | None = None, final_images: int = 0) -> BestTrial:
+def best_trial(
+    tuner: HyperCNNTuner, final_s: float | None = None, final_images: int = 0, exclude: tuple[str, ...] = ()
+) -> BestTrial:
     """The trial to train last: with `final_s`, the one expected to be best after a final training of
-    that many seconds on `final_images` images (search.plan.choose_final); else the best score."""
-    chosen = choose_final(final_candidates(tuner), final_s, final_images)
+    that many seconds on `final_images` images (search.plan.choose_final); else the best score.
+    `exclude`: trials whose final training already diverged."""
+    candidates = [c for c in final_candidates(tuner) if c.trial_id not in exclude]
+    chosen = choose_final(candidates, final_s, final_images)
+    if chosen is None and exclude:
+        raise HyperCNNError(
+            f"the final training diverged for every finished trial of {tuner.run.path} "
+            f"({', '.join(exclude)}); search again with another --seed or a smaller --batch-size"
+        )
     if chosen is None:
         raise HyperCNNError(
             f"{tuner.run.path} has no completed trial yet; run the search (longer) before the report"
@@ -209,7 +220,8 @@ def retrain_best(
         f"retraining trial {best.trial_id} on train+validation ({len(y)} images) for {epochs} epoch(s)",
         flush=True,
     )
-    callbacks: list[keras.callbacks.Callback] = []
+    # A diverged final training is stopped at once; the caller trains the next candidate instead.
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
     upper = epochs
     stop = StopAtDeadline(None)
     if budget_s is not None and record.get("epochs_trained"):
@@ -221,11 +233,12 @@ def retrain_best(
         steps = hypermodel.data.steps_per_epoch
         # A safety net for a machine that slows down mid-run: the job still ends inside its budget.
         stop = StopAtDeadline(deadline)
-        callbacks = [FitEpochsToDeadline(deadline, epochs, upper, steps), stop]
+        callbacks += [FitEpochsToDeadline(deadline, epochs, upper, steps), stop]
     history = hypermodel.fit(hp, model, train, epochs=upper, callbacks=callbacks)
-    epochs = len(history.epoch) if callbacks else epochs
+    diverged = not np.all(np.isfinite(history.history.get("loss", [0.0])))
+    epochs = len(history.epoch) if upper != epochs or diverged else epochs
     if stop.stopped:
         print(f"the final training reached the time budget after {len(history.epoch)} epochs")
     curves = {"epoch": [e + 1 for e in history.epoch]}
     curves.update({name: [float(v) for v in values] for name, values in history.history.items()})
-    return Retrained(model, curves, time.time() - started, epochs)
+    return Retrained(model, curves, time.time() - started, epochs, diverged)

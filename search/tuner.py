@@ -72,6 +72,7 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
         self, *args: Any, sampler: str = "random", portfolio: tuple[dict, ...] = ({},), **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
+        compat.keep_oracle_seed(self, kwargs.get("seed"))
         self.sampler = sampler
         self.portfolio = portfolio
         # Where each new configuration came from (default, portfolio, random, model), by trial id;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import tarfile
 import zipfile
@@ -142,12 +143,27 @@ def traced_train_step(model, x_spec, y_spec):
 def finished_run(tmp_path_factory, tiny_npz: Path) -> Path:
     """One searched and finalized run of the `cnn` space on tiny data, through the CLI as a user runs
     it: `hypercnn search`, then `hypercnn report` with a time budget (which finalizes, then renders).
-    Shared by the end-to-end, export, predict, page and browser tests; they read it, or copy it."""
+    Shared by the end-to-end, export, predict, page and browser tests; they read it, or copy it.
+    Under pytest-xdist every test process has its own session: the first to ask builds the run in the
+    folder they all share, the others wait for it (a file lock) and read it."""
+    import fcntl
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build_finished_run(tmp_path_factory.mktemp("e2e") / "run", tiny_npz)
+    shared = tmp_path_factory.getbasetemp().parent  # this session's folder, above each worker's own
+    run = shared / "e2e" / "run"
+    with (shared / "e2e.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (run / "report" / "metrics.json").is_file():
+            build_finished_run(run, tiny_npz)
+    return run
+
+
+def build_finished_run(run: Path, data: Path) -> Path:
     from tests.cli import hypercnn, report_budget
 
-    run = tmp_path_factory.mktemp("e2e") / "run"
     cache = run.parent / "cache"
-    common = ["--data", str(tiny_npz), "--out", str(run), "--cache-dir", str(cache)]
+    common = ["--data", str(data), "--out", str(run), "--cache-dir", str(cache)]
     search = hypercnn(
         "search",
         *common,

@@ -184,6 +184,8 @@ def test_ctrl_c_stops_the_chief_and_every_worker_and_keeps_finished_trials(
         stderr=subprocess.STDOUT,
         env={**os.environ, **SLOW_ENV},
         start_new_session=True,  # its own process group, as a shell gives a foreground job
+        # A foreground job handles Ctrl-C; under a background `make test` SIGINT is inherited ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # Once a trial has finished, with the workers training the next ones.

@@ -13,6 +13,7 @@ from tests.conftest import CLASSES, SHARED_ZIP, quick_search_config
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.serial,  # a 40 s budget on real images: run alone
     pytest.mark.skipif(not SHARED_ZIP.is_file(), reason=f"the CIFAR-10 zip is not at {SHARED_ZIP}"),
 ]
 # From ../shared/data/README.md.

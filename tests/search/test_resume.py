@@ -34,6 +34,7 @@ def completed_rows(run: Path) -> pd.DataFrame:
 # epoch: tests/search/test_distributed.py.
 
 
+@pytest.mark.serial  # asserts the search ends within 3 s of its budget
 def test_time_budget_cuts_the_running_trial_and_resume_keeps_it(tmp_path: Path, tiny_npz: Path) -> None:
     from tests.search.slow_space import SlowSpace  # registers it: imported here, not at collection
 

@@ -90,6 +90,17 @@ def test_portfolio_comes_first_default_first_then_random(tmp_path) -> None:
     assert [search.proposals[t.trial_id] for t in trials] == ["default", "portfolio", "random", "random"]
 
 
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_same_seed_proposes_the_same_random_configurations(tmp_path, seed: int) -> None:
+    # Seed 0 is the default: KerasTuner alone turns it into a random seed (`seed or randint`).
+    runs = []
+    for name in ("first", "second"):
+        search = oracle(tmp_path / name, "random", seed=seed)
+        runs.append([finish(search, is_wide).hyperparameters.values for _ in range(6)])
+    assert runs[0] == runs[1]
+    assert len({str(values) for values in runs[0]}) == 6
+
+
 def test_model_proposals_start_once_a_budget_has_enough_results_and_find_the_good_region(tmp_path) -> None:
     search = oracle(tmp_path, "model", seed=3)
     trials = [finish(search, is_wide) for _ in range(MIN_TRIALS_FOR_MODEL + 40)]

@@ -1,0 +1,76 @@
+"""A final training that diverges never ships: the next candidate is trained instead."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search.errors import HyperCNNError
+from search.finalize import finalize_run
+from spaces import register_space
+from spaces.cnn import ClassicCNN
+from tests.cli import copy_run
+
+pytestmark = pytest.mark.slow
+
+
+class PoisonedSpace(ClassicCNN):
+    """The classic CNN, whose chosen configurations overflow float32 in training (loss NaN at once):
+    a final training that diverges where the search's short trials did not."""
+
+    description = "test only: chosen configurations diverge"
+    poisoned: list[dict] = []
+    poison_all = False
+
+    def build_features(self, hp, x):
+        from keras import layers
+
+        features = super().build_features(hp, x)
+        values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
+        if PoisonedSpace.poison_all or values in PoisonedSpace.poisoned:
+            features = layers.Rescaling(1e38, name="overflow")(features)
+        return features
+
+
+@pytest.fixture
+def poisoned_run(finished_run: Path, tmp_path: Path):
+    """A copy of the end-to-end run, finalized again with the poisoned twin of its `cnn` space."""
+    register_space("poisoned-test-space")(PoisonedSpace)
+    run = copy_run(finished_run, tmp_path / "copy")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "space": "poisoned-test-space"}))
+    yield run
+    PoisonedSpace.poisoned, PoisonedSpace.poison_all = [], False
+
+
+def values_of(run: Path, trial_id: str) -> dict:
+    trial = json.loads((run / "tuner" / f"trial_{trial_id}" / "trial.json").read_text())
+    return {k: v for k, v in trial["hyperparameters"]["values"].items() if not k.startswith("tuner/")}
+
+
+def test_a_diverged_final_training_falls_back_to_the_next_candidate(poisoned_run: Path, capsys) -> None:
+    top = json.loads((poisoned_run / "report" / "metrics.json").read_text())["best_trial"]
+    PoisonedSpace.poisoned = [values_of(poisoned_run, top)]
+    finalized = finalize_run(poisoned_run, retrain=True)
+    out = capsys.readouterr().out
+    assert f"the final training of trial {top} diverged" in out
+    metrics = json.loads((poisoned_run / "report" / "metrics.json").read_text())
+    # A promotion shares its parent's configuration: both are poisoned and skipped.
+    assert top in metrics["diverged_final_trainings"]
+    assert values_of(poisoned_run, metrics["best_trial"]) not in PoisonedSpace.poisoned
+    assert finalized.trial_id == metrics["best_trial"] and np.isfinite(metrics["test_loss"])
+    history = json.loads((poisoned_run / "model" / "history.json").read_text())
+    assert np.all(np.isfinite(history["loss"]))
+    trials = pd.read_csv(poisoned_run / "trials.csv", dtype={"trial_id": str})
+    assert metrics["best_trial"] in set(trials["trial_id"])
+
+
+def test_when_every_final_training_diverges_it_says_so_in_one_line(poisoned_run: Path) -> None:
+    PoisonedSpace.poison_all = True
+    with pytest.raises(HyperCNNError, match="diverged for every finished trial") as error:
+        finalize_run(poisoned_run, retrain=True)
+    assert "\n" not in str(error.value)
