@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from search import quiet
@@ -278,9 +281,39 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {render_run(args.run, args.out)}", flush=True)
 
 
+@contextlib.contextmanager
+def interrupted_once() -> Iterator[None]:
+    """Ctrl-C in a terminal reaches a chief and its workers at once, and the chief passes it on to
+    its workers too: a second SIGINT while the first is handled (trials saved, workers waited for)
+    would cut that short with a traceback. The first raises KeyboardInterrupt; later ones are ignored
+    until this command returns. A SIGINT the process inherited ignored stays ignored."""
+    previous = signal.getsignal(signal.SIGINT)
+    if (
+        previous is not signal.default_int_handler
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet.set_verbose(args.verbose)
+    with interrupted_once():
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args) if args.command in ("search", "run") else None
         if args.command == "search":

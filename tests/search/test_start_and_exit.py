@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,18 @@ class InterruptedSpace(ClassicCNN):
         if InterruptedSpace.fits == 2:
             raise KeyboardInterrupt
         return super().fit(hp, model, *args, **kwargs)
+
+
+def test_a_second_ctrl_c_while_the_first_is_handled_is_ignored() -> None:
+    from search.cli import interrupted_once
+
+    with interrupted_once():
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # the chief passing it on: no second KeyboardInterrupt
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):  # the next command's Ctrl-C works again
+        signal.raise_signal(signal.SIGINT)
 
 
 @pytest.mark.slow
