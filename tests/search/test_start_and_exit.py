@@ -95,13 +95,22 @@ class InterruptedSpace(ClassicCNN):
 def test_a_second_ctrl_c_while_the_first_is_handled_is_ignored() -> None:
     from search.cli import interrupted_once
 
-    with interrupted_once():
-        with pytest.raises(KeyboardInterrupt):
+    # As in a terminal (a background `make test`, or a pytest-xdist worker, has SIGINT handled otherwise).
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with interrupted_once():
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # the chief passing it on: no second KeyboardInterrupt
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):  # the next command's Ctrl-C works again
             signal.raise_signal(signal.SIGINT)
-        signal.raise_signal(signal.SIGINT)  # the chief passing it on: no second KeyboardInterrupt
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with pytest.raises(KeyboardInterrupt):  # the next command's Ctrl-C works again
-        signal.raise_signal(signal.SIGINT)
+        # A SIGINT inherited ignored (nohup, a background job) stays ignored.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with interrupted_once():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outside)
 
 
 @pytest.mark.slow
