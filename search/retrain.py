@@ -224,7 +224,8 @@ def retrain_best(
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
     upper = epochs
     stop = StopAtDeadline(None)
-    if budget_s is not None and record.get("epochs_trained"):
+    budgeted = budget_s is not None and bool(record.get("epochs_trained"))
+    if budgeted:
         _, after = retrain_pace(record, len(splits.y_train), len(splits.y_test))
         # Training ends here at the latest, so that testing, exports and the page fit the budget.
         deadline = started + RETRAIN_DEADLINE_SHARE * budget_s - after
@@ -236,7 +237,8 @@ def retrain_best(
         callbacks += [FitEpochsToDeadline(deadline, epochs, upper, steps), stop]
     history = hypermodel.fit(hp, model, train, epochs=upper, callbacks=callbacks)
     diverged = not np.all(np.isfinite(history.history.get("loss", [0.0])))
-    epochs = len(history.epoch) if upper != epochs or diverged else epochs
+    # Under a budget the final training's own clock decides how many epochs it ran.
+    epochs = len(history.epoch) if budgeted or diverged else epochs
     if stop.stopped:
         print(f"the final training reached the time budget after {len(history.epoch)} epochs")
     curves = {"epoch": [e + 1 for e in history.epoch]}

@@ -119,6 +119,7 @@ class SpaceHyperModel(kt.HyperModel):
             plain_keras=self.plain_keras,
             optimizer_kernel=self.kernels.optimizer,
             extra_metrics=self.extra_metrics(),
+            batch_size=self.data.batch_size,
         )
         return model
 

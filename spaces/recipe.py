@@ -9,7 +9,9 @@ trial of any search (all defaults) is already a good model. Knob -> why it helps
     label_smoothing    soft targets: better calibrated, less over-confident on 10 classes
     weight_decay       decoupled weight decay (in the optimizer, AdamW-style and for SGD alike)
     optimizer          SGD with Nesterov momentum (the CIFAR classic) or AdamW (forgiving of the lr)
-    learning_rate      peak of the schedule; searched on a log scale per optimizer
+    learning_rate      peak of the schedule at batch 128; searched on a log scale per optimizer, and
+                       scaled to the batch size actually used (linearly for SGD, by its square root
+                       for AdamW): the cnn default's 0.1 diverged at batch 8
     warmup_fraction    linear warm-up: large lrs with batch norm need a few hundred gentle steps first
     schedule           warm-up then cosine decay to zero over the epochs the trial trains
     bn_momentum        0.9, not Keras's 0.99: short trials need moving statistics that catch up fast
@@ -160,12 +162,25 @@ def l2_regularizer(hp: kt.HyperParameters) -> keras.regularizers.Regularizer:
     return keras.regularizers.L2(hp.Float("l2", 1e-6, 1e-3, sampling="log", default=1e-4))
 
 
+# The batch size the learning-rate ranges and defaults are meant for.
+REFERENCE_BATCH_SIZE = 128
+
+
+def batch_size_scale(optimizer: str, batch_size: int) -> float:
+    """The factor on a learning rate chosen for REFERENCE_BATCH_SIZE: linear for SGD (Goyal et al.,
+    2017), square root for AdamW (Malladi et al., 2022). A searched value then means the same at any
+    --batch-size, and a small batch does not diverge at a rate meant for a large one."""
+    ratio = batch_size / REFERENCE_BATCH_SIZE
+    return ratio if optimizer == "sgd_nesterov" else math.sqrt(ratio)
+
+
 def make_optimizer(
     hp: kt.HyperParameters,
     epochs: int,
     steps_per_epoch: int,
     decoupled_decay: bool = True,
     kernel: str = "fused",
+    batch_size: int = REFERENCE_BATCH_SIZE,
 ) -> keras.optimizers.Optimizer:
     """The trial's optimizer: on HyperCNN's path with TensorFlow's fused update kernels, the same
     arithmetic as Keras's own classes (spaces.optimizers), which the plain Keras path uses."""
@@ -180,6 +195,7 @@ def make_optimizer(
     weight_decay = (
         hp.Float("weight_decay", 1e-5, 5e-3, sampling="log", default=5e-4) if decoupled_decay else None
     )
+    peak *= batch_size_scale(name, batch_size)
     schedule = learning_rate_schedule(peak, warmup, epochs, steps_per_epoch)
     if name == "sgd_nesterov":
         # SGD's decoupled decay is scaled by the lr, matching the usual L2 strength at lr ~0.1.
@@ -213,12 +229,13 @@ def compile_model(
     plain_keras: bool = False,
     optimizer_kernel: str = "fused",
     extra_metrics: list | None = None,
+    batch_size: int = REFERENCE_BATCH_SIZE,
 ) -> None:
     """Compiles the trial's model with the optimizer kernel spaces.kernels chose; HyperCNN's path
     (not `plain_keras`) also runs several steps per call for long trainings."""
     smoothing = hp.Float("label_smoothing", 0.0, 0.2, step=0.05, default=0.1)
     model.compile(
-        optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay, optimizer_kernel),
+        optimizer=make_optimizer(hp, epochs, steps_per_epoch, decoupled_decay, optimizer_kernel, batch_size),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
         metrics=["accuracy", *(extra_metrics or [])],
         jit_compile=jit_compile,
