@@ -15,6 +15,7 @@ from search.tuner import HyperCNNTuner
 from spaces import register_space
 from spaces.cnn import ClassicCNN
 from tests.conftest import quick_search_config
+from tests.search.failing_space import space_failing_at_fit
 
 pytestmark = pytest.mark.slow
 
@@ -122,21 +123,15 @@ def test_diverging_trials_are_recorded_and_stop_the_search_with_one_line(
     assert diverged["error"].str.startswith("diverged: loss became NaN/inf").all()
 
 
-class OutOfMemorySpace(ClassicCNN):
-    """The classic CNN, whose first trial runs out of device memory as a GPU would in training."""
+def out_of_memory() -> BaseException:
+    import tensorflow as tf
 
-    description = "test only: the first trial runs out of memory"
-    fits = 0
+    return tf.errors.ResourceExhaustedError(
+        None, None, "OOM when allocating tensor with shape[128,512,32,32] and type float on GPU:0"
+    )
 
-    def fit(self, hp, model, *args, **kwargs):
-        import tensorflow as tf
 
-        OutOfMemorySpace.fits += 1
-        if OutOfMemorySpace.fits == 1:
-            raise tf.errors.ResourceExhaustedError(
-                None, None, "OOM when allocating tensor with shape[128,512,32,32] and type float on GPU:0"
-            )
-        return super().fit(hp, model, *args, **kwargs)
+OutOfMemorySpace = space_failing_at_fit(1, out_of_memory, "test only: the first trial runs out of memory")
 
 
 def test_a_trial_out_of_device_memory_fails_with_one_line_and_the_search_goes_on(

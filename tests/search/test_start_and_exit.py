@@ -15,8 +15,8 @@ import pytest
 
 from search import run_search
 from spaces import register_space
-from spaces.cnn import ClassicCNN
 from tests.conftest import quick_search_config
+from tests.search.failing_space import space_failing_at_fit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,17 +79,7 @@ def test_a_gpu_tensorflow_cannot_use_is_one_warning_unless_hidden_on_purpose(mon
     assert quiet.unusable_gpu_warning(0, "") is None
 
 
-class InterruptedSpace(ClassicCNN):
-    """The classic CNN, whose second trial is interrupted as by Ctrl-C."""
-
-    description = "test only: Ctrl-C in the second trial"
-    fits = 0
-
-    def fit(self, hp, model, *args, **kwargs):
-        InterruptedSpace.fits += 1
-        if InterruptedSpace.fits == 2:
-            raise KeyboardInterrupt
-        return super().fit(hp, model, *args, **kwargs)
+InterruptedSpace = space_failing_at_fit(2, KeyboardInterrupt, "test only: Ctrl-C in the second trial")
 
 
 def test_a_second_ctrl_c_while_the_first_is_handled_is_ignored() -> None:
