@@ -80,6 +80,7 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
     tuner = build_tuner(config, loaded, overwrite=False)
     trials = trials_table(tuner.oracle.trials, run, config.objective, tuner.oracle.proposals)
     write_csv(run.trials_csv, trials)
+    top = tuner.best_trial()
     diverged: tuple[str, ...] = ()
     while True:
         final_s = None
@@ -87,7 +88,6 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
             left = time_budget_s - (time.time() - started)
             final_s = max(1.0, RETRAIN_BUDGET_MARGIN * left - AFTER_TRAINING_SECONDS)
         best = best_trial(tuner, final_s, len(splits.y_train) + len(splits.y_val), exclude=diverged)
-        top = tuner.best_trial()
         chosen_because = "the best score of the search"
         if diverged:
             chosen_because = f"the next candidate: the final training of {', '.join(diverged)} diverged"

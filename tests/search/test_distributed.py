@@ -55,9 +55,14 @@ def search_argv(data: Path, run: Path, cache: Path, *extra: str) -> list[str]:
     ]
 
 
-def start(argv: list[str], log: Path) -> subprocess.Popen:
+def start(argv: list[str], log: Path, **popen) -> subprocess.Popen:
     return subprocess.Popen(
-        argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, **SLOW_ENV}, cwd=Path.cwd()
+        argv,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **SLOW_ENV},
+        cwd=Path.cwd(),
+        **popen,
     )
 
 
@@ -178,11 +183,9 @@ def test_ctrl_c_stops_the_chief_and_every_worker_and_keeps_finished_trials(
     """Ctrl-C in a terminal signals the whole foreground process group: the chief and its workers."""
     run, log = tmp_path / "run", tmp_path / "chief.log"
     argv = search_argv(tiny_npz, run, tmp_path / "cache", "--workers", "2")
-    process = subprocess.Popen(
+    process = start(
         argv,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **SLOW_ENV},
+        log,
         start_new_session=True,  # its own process group, as a shell gives a foreground job
         # A foreground job handles Ctrl-C; under a background `make test` SIGINT is inherited ignored.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
