@@ -20,11 +20,12 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from search.runfolder import TRIAL_RECORD, write_json
+
+if TYPE_CHECKING:  # only annotated here: `hypercnn status` reads this module without loading Keras
+    import keras
 
 ATTEMPTS = "attempts"
 BEST_CHECKPOINT = "checkpoint.weights.h5"

@@ -39,7 +39,8 @@ import sys
 from search import SearchConfig
 from search.cli import main
 config = SearchConfig.create(data="x.npz", space="resnet", time_budget_s="5m", val_size="0.2")
-for argv in (["--help"], ["search", "--help"], ["report", "--help"]):
+# `status` reads the run folder only: it must not wait seconds for TensorFlow, nor print its chatter.
+for argv in (["--help"], ["search", "--help"], ["report", "--help"], ["status", "no-such-run"]):
     try:
         main(argv)
     except SystemExit:
