@@ -267,7 +267,11 @@ def _search(
         interrupted=interrupted,
         plan=getattr(tuner, "budget_plan", None),
     )
-    stop_reason = "time budget reached" if deadline and time.time() >= deadline else "search finished"
+    stop_reason = "search finished"
+    if interrupted:  # not "finished": the same command resumes it
+        stop_reason = "search stopped by Ctrl-C"
+    elif deadline and time.time() >= deadline:
+        stop_reason = "time budget reached"
     best_text = f"best {result.best_score:.4f} (trial {result.best_trial})" if best else "no completed trial"
     print(
         f"{stop_reason}: {result.completed}/{result.trials} trials completed, {best_text}, "

@@ -110,8 +110,11 @@ def test_ctrl_c_keeps_finished_trials_and_unfreezes_the_garbage_collector(
 ) -> None:
     register_space("interrupted-test-space")(InterruptedSpace)
     result = run_search(quick_search_config(tmp_path, tiny_npz, space="interrupted-test-space"))
+    out = capsys.readouterr().out
     # One line at the start names the device and backend the search trains on.
-    assert "training on the CPU (" in capsys.readouterr().out
+    assert "training on the CPU (" in out
+    # The last line does not call an interrupted search finished.
+    assert "search stopped by Ctrl-C: 1/2 trials completed" in out and "search finished" not in out
     assert gc.get_freeze_count() == 0, "the search froze the process's objects and left them frozen"
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
     assert result.completed == 1 and trials.loc[0, "status"] == "COMPLETED"
