@@ -49,7 +49,9 @@ def _reuse_model(run: RunFolder, trial_id: str, epochs: int) -> Retrained | None
     print(f"reusing {run.model_file} (trial {trial_id} is still the choice; --retrain forces a new one)")
     history = json.loads(run.model_history.read_text())
     model = keras.models.load_model(run.model_file, safe_mode=True)
-    return Retrained(model, history, 0.0, len(history["epoch"]))
+    return Retrained(
+        model, history, 0.0, len(history["epoch"]), batch_norm_images=described.get("batch_norm_images", 0)
+    )
 
 
 def search_history(run: RunFolder, trial_ids: list[str]) -> dict[str, dict]:
@@ -132,6 +134,7 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
         test_origin=splits.test_origin,
         trials_at_finalize=len(trials),
         diverged_final_trainings=list(diverged),
+        batch_norm_images=retrained.batch_norm_images,
     )
     # A model exported by an earlier HyperCNN (run format 1) has best.keras only: export the rest.
     if fresh or "formats" not in json.loads(run.model_json.read_text()):
@@ -147,6 +150,7 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
                 "trial_id": best.trial_id,
                 "epochs": retrained.epochs,
                 "best_epoch": best.epochs,
+                "batch_norm_images": retrained.batch_norm_images,
                 "val_accuracy": best.val_accuracy,
                 "test_accuracy": metrics["test_accuracy"],
                 "test_images": metrics["test_images"],

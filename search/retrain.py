@@ -18,6 +18,8 @@ from search.plan import Candidate, choose_final, seconds_per_image
 from search.ranking import is_ranked
 from search.run import build_hypermodel
 from search.tuner import HyperCNNTuner, StopAtDeadline
+from spaces.batch_stats import MAX_IMAGES as BATCH_STATS_IMAGES
+from spaces.batch_stats import recompute_batch_norm_statistics
 from spaces.recipe import stretch_schedule
 
 
@@ -43,6 +45,8 @@ class Retrained:
     epochs: int
     # The training loss went NaN or infinite (Keras's TerminateOnNaN stopped it): the weights are unusable.
     diverged: bool = False
+    # Images the batch-norm statistics were recomputed on after training (0: the model has none).
+    batch_norm_images: int = 0
 
 
 def final_candidates(tuner: HyperCNNTuner) -> list[Candidate]:
@@ -128,6 +132,8 @@ def retrain_pace(record: dict[str, Any], train_images: int, test_images: int) ->
         seconds_per_image, fixed = record["seconds"] / epochs_seen, 0.0
     # A 90 s job overran by 8 % when only two passes over the test images were counted.
     after = AFTER_TRAINING_SECONDS + fixed + TEST_PASSES * test_images * seconds_per_image / 3
+    # The batch-norm recalibration: an eager forward pass, about half a training step per image.
+    after += min(BATCH_STATS_IMAGES, train_images) * seconds_per_image / 2
     return seconds_per_image, after
 
 
@@ -237,10 +243,14 @@ def retrain_best(
         callbacks += [FitEpochsToDeadline(deadline, epochs, upper, steps), stop]
     history = hypermodel.fit(hp, model, train, epochs=upper, callbacks=callbacks)
     diverged = not np.all(np.isfinite(history.history.get("loss", [0.0])))
+    recalibrated = 0
+    if not diverged:
+        # The moving statistics trail the weights; a short final training leaves them far off.
+        recalibrated = recompute_batch_norm_statistics(model, x, config.batch_size, seed=config.seed)
     # Under a budget the final training's own clock decides how many epochs it ran.
     epochs = len(history.epoch) if budgeted or diverged else epochs
     if stop.stopped:
         print(f"the final training reached the time budget after {len(history.epoch)} epochs")
     curves = {"epoch": [e + 1 for e in history.epoch]}
     curves.update({name: [float(v) for v in values] for name, values in history.history.items()})
-    return Retrained(model, curves, time.time() - started, epochs, diverged)
+    return Retrained(model, curves, time.time() - started, epochs, diverged, recalibrated)

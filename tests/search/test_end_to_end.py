@@ -93,6 +93,8 @@ def test_reloaded_model_predicts_exactly_what_the_trained_one_did(finished_run: 
     described = json.loads((finished_run / "model" / "model.json").read_text())
     assert described["reload_check"]["same_classes"] is True
     assert described["reload_check"]["max_abs_diff"] <= 1e-5
+    # Batch norm's statistics were recomputed after the final training, on all 200 train+validation images.
+    assert described["batch_norm_images"] == 200
     classifier = load_model(finished_run / "model" / "best.keras")
     splits = load_data(SearchConfig.load(finished_run)).splits
     accuracy = float((classifier.predict_proba(splits.x_test).argmax(1) == splits.y_test).mean())
