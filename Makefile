@@ -35,11 +35,20 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The tests that run on every Keras backend, run again on JAX (TensorFlow made unimportable there).
+BACKEND_NEUTRAL_TESTS := tests/spaces/test_augment_ops.py tests/spaces/test_batch_stats.py \
+	tests/spaces/test_spaces.py tests/spaces/test_inference.py
+
 # Two test processes at a time (pytest-xdist), then the tests that measure wall time against a
-# budget, alone. Both parts run; either failing fails.
+# budget, alone, then the backend-neutral ones on JAX. Every part runs; any failing fails.
+# The parts share the end-to-end run the tests read (tests/conftest.py: finished_run), built once.
 test: lint
+	export HYPERCNN_TEST_SHARED=$$(mktemp -d); \
 	$(BIN)/pytest -n 2 -m "not serial"; parallel=$$?; \
-	$(BIN)/pytest -m serial && exit $$parallel
+	$(BIN)/pytest -m serial; serial=$$?; \
+	KERAS_BACKEND=jax $(BIN)/pytest -n 2 -m backend_neutral $(BACKEND_NEUTRAL_TESTS); jax=$$?; \
+	rm -rf "$$HYPERCNN_TEST_SHARED"; \
+	[ $$parallel -eq 0 ] && [ $$serial -eq 0 ] && [ $$jax -eq 0 ]
 
 format: $(VENV)/.test-deps
 	$(BIN)/ruff format .

@@ -69,9 +69,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     if args.one:
-        from search.quiet import load_tensorflow
+        from search.quiet import load_keras_backend
 
-        load_tensorflow()
+        load_keras_backend()
         sampler, seed = args.one[0], int(args.one[1])
         search_once(args.data, args.cache_dir, args.budget, sampler, seed, work / f"{sampler}-seed{seed}")
         return
@@ -83,9 +83,9 @@ def main() -> None:
     import pandas as pd
     from machine import machine_row, measure_conv_peak
 
-    from search.quiet import load_tensorflow
+    from search.quiet import load_keras_backend
 
-    load_tensorflow()
+    load_keras_backend()
     peak, _ = measure_conv_peak("float32")
     machine = machine_row(peak, precision="")
     print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)

@@ -39,9 +39,9 @@ def main() -> None:
     import pandas as pd
     from machine import machine_row, measure_conv_peak
 
-    from search.quiet import load_tensorflow
+    from search.quiet import load_keras_backend
 
-    load_tensorflow()
+    load_keras_backend()
     peak, _ = measure_conv_peak("float32")
     machine = machine_row(peak, precision="float32")
     print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)

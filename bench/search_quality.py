@@ -319,9 +319,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     if args.one:
-        from search.quiet import load_tensorflow
+        from search.quiet import load_keras_backend
 
-        load_tensorflow()
+        load_keras_backend()
         out = work / f"{args.one}-{args.sampler}-seed{args.seed}"
         out.mkdir(parents=True, exist_ok=True)
         result = run_one(args.one, args.data, args.cache_dir, args.budget, out, args.sampler, args.seed)
@@ -331,9 +331,9 @@ def main() -> None:
     import pandas as pd
     from machine import machine_row, measure_conv_peak, merge_rows
 
-    from search.quiet import load_tensorflow
+    from search.quiet import load_keras_backend
 
-    load_tensorflow()
+    load_keras_backend()
     protocol_splits(args.data, args.cache_dir)  # fill the decode cache once, outside every budget
     peak, _ = measure_conv_peak("float32")
     machine = machine_row(peak, precision="")

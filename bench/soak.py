@@ -61,9 +61,9 @@ def main() -> None:
     from machine import machine_row, measure_conv_peak
 
     from search.attempts import folder_bytes
-    from search.quiet import load_tensorflow
+    from search.quiet import load_keras_backend
 
-    load_tensorflow()
+    load_keras_backend()
     peak, _ = measure_conv_peak("float32")
     machine = machine_row(peak, precision="float32")
     print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)

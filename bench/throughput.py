@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from search.quiet import load_tensorflow  # noqa: E402
+from search.quiet import load_keras_backend  # noqa: E402
 
-load_tensorflow()
+load_keras_backend()
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402

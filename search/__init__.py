@@ -16,9 +16,9 @@ __all__ = ["HyperCNNError", "SearchConfig", "load_model", "make_report", "run_se
 def __getattr__(name: str):
     # Lazy: `hypercnn --help` and config validation should not pay for importing TensorFlow.
     if name in ("run_search", "make_report", "load_model"):
-        from search.quiet import load_tensorflow
+        from search.quiet import load_keras_backend
 
-        load_tensorflow()  # first, so that its start-up chatter is held back
+        load_keras_backend()  # first, so that its start-up chatter is held back
     if name == "run_search":
         from search.run import run_search
 

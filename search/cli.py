@@ -276,7 +276,7 @@ def _report(args: argparse.Namespace) -> None:
     if args.retrain or budget is not None or needs_finalize(args.run):
         from search.finalize import finalize_run
 
-        quiet.load_tensorflow()
+        quiet.load_keras_backend()
         finalize_run(args.run, retrain=args.retrain, time_budget_s=budget)
     print(f"report: {render_run(args.run, args.out)}", flush=True)
 
@@ -322,7 +322,7 @@ def _run_command(args: argparse.Namespace) -> int:
             if uses_chief(config):
                 hide_gpus_from_chief()  # before TensorFlow loads: the chief trains nothing
         if args.command in ("search", "run", "finalize", "predict", "spaces"):
-            quiet.load_tensorflow()  # these build, train or load models; report and compare render only
+            quiet.load_keras_backend()  # these build, train or load models; report and compare render only
         if args.command == "search":
             from search.run import run_search
 

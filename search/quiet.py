@@ -3,7 +3,7 @@
 TensorFlow and absl write to file descriptor 2 before any Python logging exists ("All log messages
 before absl::InitializeLog()", cuda stubs, CPU-feature notes, "failed call to cuInit" on a machine
 with no GPU at all). A user reads those as failures. The first import of TensorFlow in a process
-goes through `load_tensorflow`, which holds file descriptor 2 in a temporary file meanwhile and
+goes through `load_keras_backend`, which holds file descriptor 2 in a temporary file meanwhile and
 shows the captured text only when asked (`hypercnn --verbose`, or HYPERCNN_VERBOSE=1).
 """
 
@@ -14,7 +14,6 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
 
 VERBOSE_ENV_VAR = "HYPERCNN_VERBOSE"
 # The first NVIDIA GPU's device node, and the driver's list of GPUs.
@@ -64,41 +63,61 @@ def gpus_hidden_on_purpose() -> bool:
     return hidden is not None and hidden.strip() in ("", "-1")
 
 
-def load_tensorflow(verbose: bool | None = None) -> ModuleType:
-    """`import tensorflow` (and Keras), quietly unless verbose; warns in one line when a GPU is
-    present but TensorFlow cannot use it."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+def load_keras_backend(verbose: bool | None = None) -> str:
+    """`import keras` and its backend (TensorFlow by default, JAX with KERAS_BACKEND=jax), quietly
+    unless verbose; warns in one line when a GPU is present but the backend cannot use it. Returns
+    the backend's name."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
     verbose = verbose_requested() if verbose is None else verbose
     if not verbose:
         # 3 hides TensorFlow's C++ INFO, WARNING and ERROR lines after absl is set up as well.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _captured_fd2() as captured:
-        import keras  # noqa: F401  (imports TensorFlow, its backend)
-        import tensorflow as tf
+        import keras
 
-        gpus = tf.config.list_physical_devices("GPU")  # the cuInit chatter is printed here
+        backend = keras.backend.backend()
+        gpus = usable_gpus(backend)  # the cuInit chatter is printed here
     if verbose and captured[0]:
         sys.stderr.write(captured[0])
-    if not verbose:
+    if not verbose and backend == "tensorflow":
         # TensorFlow's Python-side warnings (retracing notes and the like) go through its logger.
-        tf.get_logger().setLevel("ERROR")
-    warning = unusable_gpu_warning(len(gpus), captured[0])
+        sys.modules["tensorflow"].get_logger().setLevel("ERROR")
+    warning = unusable_gpu_warning(gpus, captured[0], backend)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    return tf
+    return backend
 
 
-def unusable_gpu_warning(usable_gpus: int, tensorflow_output: str) -> str | None:
-    """One line when the machine has an NVIDIA GPU that TensorFlow found no way to use (a CPU-only
-    TensorFlow, or CUDA libraries missing), unless the GPUs were hidden on purpose."""
+def usable_gpus(backend: str) -> int:
+    """How many GPUs the Keras backend can train on."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return sum(device.platform == "gpu" for device in jax.devices())
+    return 0
+
+
+# The extra that brings each backend's CUDA build.
+GPU_EXTRAS = {"tensorflow": "gpu", "jax": "jax-cuda"}
+
+
+def unusable_gpu_warning(usable_gpus: int, backend_output: str, backend: str = "tensorflow") -> str | None:
+    """One line when the machine has an NVIDIA GPU that the Keras backend found no way to use (a
+    CPU-only build, or CUDA libraries missing), unless the GPUs were hidden on purpose."""
     if usable_gpus or not gpu_hardware_present() or gpus_hidden_on_purpose():
         return None
-    hint = next((line.strip() for line in tensorflow_output.splitlines() if "cuda" in line.lower()), "")
-    hint = f" (TensorFlow said: {hint})" if hint else ""
+    name = {"tensorflow": "TensorFlow", "jax": "JAX"}.get(backend, backend)
+    hint = next((line.strip() for line in backend_output.splitlines() if "cuda" in line.lower()), "")
+    hint = f" ({name} said: {hint})" if hint else ""
+    extra = GPU_EXTRAS.get(backend, "gpu")
     return (
-        "warning: this machine has an NVIDIA GPU but TensorFlow cannot use it, so training runs on "
-        f"the CPU; install HyperCNN with TensorFlow's CUDA build: pip install 'hypercnn[gpu]'{hint}"
+        f"warning: this machine has an NVIDIA GPU but {name} cannot use it, so training runs on "
+        f"the CPU; install HyperCNN with {name}'s CUDA build: pip install 'hypercnn[{extra}]'{hint}"
     )
 
 

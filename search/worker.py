@@ -87,7 +87,7 @@ def run_worker(
     exit status (0 once the chief says the search is over)."""
     parse_address(chief, "--chief")
     probe_chief(chief, wait_s)
-    quiet.load_tensorflow()  # only once a chief answered: a wrong address fails in seconds
+    quiet.load_keras_backend()  # only once a chief answered: a wrong address fails in seconds
     from search import compat
     from search.worker_client import WorkerOracleClient
 

@@ -46,9 +46,9 @@ BUILT_IN_SPACES = ("cnn", "fast", "resnet")
 
 def _import_built_in(name: str) -> None:
     if name in BUILT_IN_SPACES and name not in _REGISTRY:
-        from search.quiet import load_tensorflow
+        from search.quiet import load_keras_backend
 
-        load_tensorflow()  # before Keras's first import, to hold back TensorFlow's start-up chatter
+        load_keras_backend()  # before Keras's first import, to hold back TensorFlow's start-up chatter
         importlib.import_module(f"spaces.{name}")  # registers itself
 
 

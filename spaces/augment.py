@@ -1,4 +1,4 @@
-"""The recipe's augmentation, done on whole uint8 batches inside the tf.data pipeline.
+"""The recipe's augmentation on TensorFlow's CPU path: whole uint8 batches inside the tf.data pipeline.
 
 Where it is cheapest: integer shifts and masks on uint8 batches cost a fraction of Keras's
 in-model preprocessing layers, which transform float32 images with an interpolating projective
@@ -10,30 +10,18 @@ horizontal flip, pad-and-crop by up to ``crop`` pixels (reflect padding), and cu
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import tensorflow as tf
+
+from spaces.augment_ops import CUTOUT_AREA, Augmentation
+
+__all__ = ["Augmentation", "augment_batch", "augment_dataset", "random_crop", "random_cutout", "random_flip"]
 
 # Fixed, not tf.data.AUTOTUNE: search.pipeline turns tf.data's autotuner off (it says why), and
 # this stage inherits the options of the pipeline it extends. One batch in flight per core.
 PARALLEL_CALLS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 PREFETCH_BATCHES = 2
-
-# Cutout's square covers 5 % to 15 % of the image, as the in-model RandomErasing does.
-CUTOUT_AREA = (0.05, 0.15)
-
-
-@dataclasses.dataclass(frozen=True)
-class Augmentation:
-    flip: bool = True
-    crop: int = 4  # pixels of reflect padding a random 32x32 window is cut back from
-    cutout: float = 0.0  # probability per image
-    fill: tuple[int, ...] = (125, 123, 114)  # cutout's fill: the training mean, 0 after standardising
-
-    @property
-    def active(self) -> bool:
-        return self.flip or self.crop > 0 or self.cutout > 0
 
 
 def random_flip(images: tf.Tensor) -> tf.Tensor:

@@ -7,18 +7,18 @@ classifier head, compilation and fitting are shared so every space gets the same
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import keras
 import keras_tuner as kt
-import tensorflow as tf
 from keras import layers
 
 from spaces import layers as spaces_layers
 from spaces import recipe
-from spaces.augment import Augmentation, augment_dataset
+from spaces.augment_ops import Augmentation, TrainingAugmentation
 from spaces.kernels import Kernels
 
 
@@ -74,7 +74,7 @@ class SpaceHyperModel(kt.HyperModel):
         # plain Keras script builds it (float32 input, augmentation layers in the model, stock
         # layers and optimizers), for the throughput bench and the equal-accuracy test.
         self.plain_keras = plain_keras
-        self.kernels = Kernels.stock() if plain_keras else (kernels or Kernels())
+        self.kernels = Kernels.stock() if plain_keras else (kernels or Kernels.for_backend())
         # Fresh metric objects per build (e.g. macro F1 when the search ranks by it).
         self.extra_metrics = extra_metrics or list
 
@@ -98,7 +98,10 @@ class SpaceHyperModel(kt.HyperModel):
         augmentation = self.augmentation(hp)
         input_dtype = "float32" if self.plain_keras else "uint8"
         images = keras.Input(shape=self.data.input_shape, dtype=input_dtype, name="image")
-        x = recipe.standardize(images, self.data.mean, self.data.std, kernel=self.kernels.normalization)
+        x = images
+        if not self.plain_keras and self.kernels.augmentation == "step" and augmentation.active:
+            x = TrainingAugmentation(**dataclasses.asdict(augmentation), name="augment")(x)
+        x = recipe.standardize(x, self.data.mean, self.data.std, kernel=self.kernels.normalization)
         if self.plain_keras:
             x = recipe.keras_augmentation(augmentation, x)
         features = self.build_features(hp, x)
@@ -127,11 +130,18 @@ class SpaceHyperModel(kt.HyperModel):
         self, hp: kt.HyperParameters, model: keras.Model, x: Any = None, *args: Any, **kwargs: Any
     ) -> Any:
         kwargs["verbose"] = self.fit_verbose
-        if isinstance(x, tf.data.Dataset):
+        augments_in_pipeline = (
+            not self.plain_keras and self.kernels.augmentation == "pipeline" and self.augmentation(hp).active
+        )
+        # A tf.data dataset exists only where TensorFlow is already imported.
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and isinstance(x, tf.data.Dataset):
             kwargs["shuffle"] = False  # the tf.data pipeline already reshuffles every epoch
-            if not self.plain_keras:
+            if augments_in_pipeline:
+                from spaces.augment import augment_dataset  # the TensorFlow path (spaces.kernels)
+
                 x = augment_dataset(x, self.augmentation(hp))
-        elif not self.plain_keras and self.augmentation(hp).active:
+        elif augments_in_pipeline:
             raise TypeError(
                 "fit() augments batched uint8 tf.data datasets (search.pipeline.make_dataset); "
                 "pass one, or build the space with plain_keras=True to fit on arrays"

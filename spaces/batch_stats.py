@@ -7,13 +7,15 @@ and then predicted one class for every test image. Wu and Johnson ("Rethinking '
 BatchNorm", 2021) recompute them after training, as the average over many batches with the final
 weights; ``torch.optim.swa_utils.update_bn`` does the same. Dropout is off during the pass so the
 statistics are those inference sees (Li et al. 2019, "variance shift"), and the images are the
-clean ones the exported model will be given, not augmented.
+clean ones the exported model will be given: augmentation inside the model is off too.
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
+
+from spaces.augment_ops import TrainingAugmentation
 
 # Per-channel averages over 2,048 images of 1,024 pixels each have settled. The pass is eager (so it
 # runs on any backend), about half a training step per image: 3.8 s for 2,048 CIFAR images on 2
@@ -42,6 +44,7 @@ def recompute_batch_norm_statistics(
     if not norms or len(images) == 0:
         return 0
     dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
+    augmentations = [layer for layer in layers if isinstance(layer, TrainingAugmentation)]
     count = min(len(images), MAX_IMAGES, MAX_BATCHES * batch_size)
     chosen = images[np.random.default_rng(seed).permutation(len(images))[:count]]
     input_dtype = keras.backend.standardize_dtype(model.inputs[0].dtype)
@@ -59,6 +62,8 @@ def recompute_batch_norm_statistics(
             norm.momentum = 0.0
         for dropout in dropouts:
             dropout.rate = 0.0
+        for augmentation in augmentations:
+            augmentation.active = False
         for start in range(0, count, batch_size):
             batch = chosen[start : start + batch_size]
             model(batch.astype(input_dtype), training=True)
@@ -77,6 +82,8 @@ def recompute_batch_norm_statistics(
             norm.momentum = momentum
         for dropout, rate in zip(dropouts, rates, strict=True):
             dropout.rate = rate
+        for augmentation in augmentations:
+            augmentation.active = True
     for norm, mean, variance in zip(norms, means, variances, strict=True):
         norm.moving_mean.assign(mean.astype(norm.moving_mean.dtype))
         norm.moving_variance.assign(variance.astype(norm.moving_variance.dtype))

@@ -1,5 +1,11 @@
 """Which kernels this machine trains with: stock Keras, or TensorFlow's fused and faster ones.
 
+This is the seam between the backend-neutral spaces and TensorFlow's speed-ups: on any other Keras
+backend (KERAS_BACKEND=jax) it picks stock Keras kernels and augmentation inside the training step
+(spaces.augment_ops), so nothing imports TensorFlow; on TensorFlow it may pick spaces.layers' fused
+batch norm and fast standardisation, spaces.optimizers' fused updates, and augmentation in the
+tf.data pipeline (spaces.augment), the modules that use TensorFlow.
+
 HyperCNN has three replacements for stock Keras computations (spaces.layers, spaces.optimizers):
 fused batch norm, fused optimizer updates and a float32 multiply-add input standardisation. Each
 computes what Keras computes (tests/spaces check it), but whether it is faster depends on the machine:
@@ -21,6 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from search.errors import HyperCNNError
+
 # A replacement must take at most this share of the stock kernel's time; the rest is noise between
 # repeated timings of one op on a shared VM (several percent between minutes).
 KEEP_IF_FASTER = 0.9
@@ -37,12 +45,27 @@ class Kernels:
     batch_norm: str = "fused"
     optimizer: str = "fused"
     normalization: str = "fast"
+    # Where training images are augmented: "pipeline" (uint8 batches in tf.data, on the host: the
+    # TensorFlow path) or "step" (keras.ops inside the compiled training step: any backend).
+    augmentation: str = "pipeline"
     # Milliseconds per call measured by select_kernels: {"batch_norm": [replacement, stock], ...}.
     measured_ms: dict = dataclasses.field(default_factory=dict, compare=False)
 
     @classmethod
-    def stock(cls) -> Kernels:
-        return cls(batch_norm="stock", optimizer="stock", normalization="stock")
+    def stock(cls, augmentation: str = "pipeline") -> Kernels:
+        return cls(batch_norm="stock", optimizer="stock", normalization="stock", augmentation=augmentation)
+
+    @classmethod
+    def for_backend(cls) -> Kernels:
+        """Without a measurement: TensorFlow's kernels on TensorFlow, stock ones elsewhere."""
+        import keras
+
+        return cls() if keras.backend.backend() == "tensorflow" else cls.backend_neutral()
+
+    @classmethod
+    def backend_neutral(cls) -> Kernels:
+        """Stock Keras throughout, augmentation inside the step: what every non-TensorFlow backend uses."""
+        return cls.stock(augmentation="step")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -146,7 +169,16 @@ def _machine_key(precision: str) -> str:
 
 def select_kernels(precision: str, cache_dir: str | Path | None = None, choice: str = "auto") -> Kernels:
     """The one place that decides the kernels: "auto" measures this machine (once; cached),
-    "stock" and "fused" force one side (for benchmarks and A/B runs)."""
+    "stock" and "fused" force one side (for benchmarks and A/B runs). Off TensorFlow: stock."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        if choice == "fused":
+            raise HyperCNNError(
+                f"--kernels fused needs the TensorFlow backend (KERAS_BACKEND is "
+                f"{keras.backend.backend()}); use --kernels auto or stock"
+            )
+        return Kernels.backend_neutral()
     if choice == "stock":
         return Kernels.stock()
     if choice == "fused":

@@ -7,14 +7,16 @@ cores: 25 ms stock vs 9 ms fused. Keras's input standardisation is a subtract an
 per-channel vectors in the compute dtype; one float32 multiply-add by full-image-shape constants
 does the same in a third of the time (1.06 -> 0.32 ms per 128-image uint8 batch, bfloat16 out).
 Exports swap the stock layers back in (spaces.layers.to_stock_keras), so a saved model needs
-nothing from HyperCNN to load.
+nothing from HyperCNN to load. Both replacements run only on the TensorFlow backend (spaces.kernels
+picks them there alone) and import TensorFlow only when they run; elsewhere they are the stock layers.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import layers
+
+from spaces.augment_ops import TrainingAugmentation
 
 
 class FusedBatchNormalization(layers.BatchNormalization):
@@ -34,6 +36,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
         channels = inputs.shape[-1]
         scale = self.gamma if self.scale else tf.ones([channels])
         offset = self.beta if self.center else tf.zeros([channels])
@@ -61,6 +65,8 @@ class FastNormalization(layers.Normalization):
     def call(self, inputs):
         if self.invert or keras.backend.backend() != "tensorflow" or None in inputs.shape[1:]:
             return super().call(inputs)
+        import tensorflow as tf
+
         mean = tf.cast(self.convert_weight(self.mean), "float32")
         variance = tf.cast(self.convert_weight(self.variance), "float32")
         scale = 1.0 / tf.maximum(tf.sqrt(variance), keras.backend.epsilon())
@@ -82,6 +88,9 @@ def to_stock_keras(model: keras.Model) -> keras.Model:
     HyperCNN installed."""
 
     def stock(layer: layers.Layer) -> layers.Layer:
+        if isinstance(layer, TrainingAugmentation):
+            # Training only: the shipped model holds no augmentation.
+            return layers.Identity(name=layer.name)
         if isinstance(layer, FusedBatchNormalization):
             return layers.BatchNormalization.from_config(layer.get_config())
         if isinstance(layer, FastNormalization):

@@ -25,13 +25,11 @@ import weakref
 import keras
 import keras_tuner as kt
 import numpy as np
-import tensorflow as tf
 from keras import layers, ops
 
 from search import compat
 from spaces import layers as spaces_layers
-from spaces.augment import CUTOUT_AREA, Augmentation
-from spaces.optimizers import FusedAdamW, FusedSGD
+from spaces.augment_ops import CUTOUT_AREA, Augmentation
 
 # The learning-rate range of each optimizer, and its known-good default.
 LEARNING_RATES = {
@@ -45,7 +43,8 @@ def bn_momentum(hp: kt.HyperParameters) -> float:
 
 
 def augmentation(hp: kt.HyperParameters, mean) -> Augmentation:
-    """The augmentation knobs of this trial; applied to uint8 batches by spaces.augment.
+    """The augmentation knobs of this trial; applied to uint8 batches by spaces.augment (tf.data) or
+    spaces.augment_ops (inside the training step).
 
     Flip and crop cannot be switched off by the search: augmentation pays off over a long
     training run but slows the first epochs, so Hyperband's 1-epoch trials would rank configurations
@@ -118,6 +117,10 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         # read calls the schedule: the fast space's default model traced 24 copies of it into its
         # training step (a fifth of the step's tracing time in a search). In a traced step,
         # compute it once and reuse it.
+        if keras.backend.backend() != "tensorflow":
+            return self._value(step)  # XLA's common-subexpression elimination merges the copies
+        import tensorflow as tf  # the TensorFlow path only (spaces.kernels)
+
         if tf.executing_eagerly():
             return self._value(step)
         per_step = self._traced.setdefault(tf.compat.v1.get_default_graph(), {})
@@ -197,12 +200,15 @@ def make_optimizer(
     )
     peak *= batch_size_scale(name, batch_size)
     schedule = learning_rate_schedule(peak, warmup, epochs, steps_per_epoch)
+    sgd, adamw = keras.optimizers.SGD, keras.optimizers.AdamW
+    if kernel == "fused":
+        from spaces.optimizers import FusedAdamW, FusedSGD  # the TensorFlow path only (spaces.kernels)
+
+        sgd, adamw = FusedSGD, FusedAdamW
     if name == "sgd_nesterov":
         # SGD's decoupled decay is scaled by the lr, matching the usual L2 strength at lr ~0.1.
-        sgd = FusedSGD if kernel == "fused" else keras.optimizers.SGD
         return sgd(schedule, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     # AdamW's decay is conventionally ~10x SGD's (0.05 vs 5e-4 at their usual lrs).
-    adamw = FusedAdamW if kernel == "fused" else keras.optimizers.AdamW
     return adamw(schedule, weight_decay=weight_decay * 10 if weight_decay else 0.0)
 
 

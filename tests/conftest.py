@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -13,9 +15,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.quiet import load_tensorflow  # noqa: E402
 
-load_tensorflow()  # before any test module imports it: no start-up chatter in the test output
+class TensorFlowNotInstalled:
+    """An import finder for which TensorFlow does not exist, as on a machine without it."""
+
+    def find_spec(self, name: str, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+    # The JAX path must not need TensorFlow (the GPU machines have none): here it cannot be imported,
+    # by HyperCNN or by Keras (which otherwise imports an installed TensorFlow to serialize objects).
+    sys.meta_path.insert(0, TensorFlowNotInstalled())
+
+from search.quiet import load_keras_backend  # noqa: E402
+
+load_keras_backend()  # before any test module imports it: no start-up chatter in the test output
 
 SHARED_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-train-jpeg.zip"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -139,23 +156,36 @@ def traced_train_step(model, x_spec, y_spec):
     return step, op_types
 
 
+# A folder that outlives one pytest session (make test sets it): the shared run is built once there.
+SHARED_ACROSS_SESSIONS = "HYPERCNN_TEST_SHARED"
+
+
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, tiny_npz: Path) -> Path:
     """One searched and finalized run of the `cnn` space on tiny data, through the CLI as a user runs
     it: `hypercnn search`, then `hypercnn report` with a time budget (which finalizes, then renders).
     Shared by the end-to-end, export, predict, page and browser tests; they read it, or copy it.
-    Under pytest-xdist every test process has its own session: the first to ask builds the run in the
-    folder they all share, the others wait for it (a file lock) and read it."""
+    Under pytest-xdist every test process has its own session, and make test runs pytest more than
+    once: the first to ask builds the run in the folder they all share, the others wait for it (a
+    file lock) and read it."""
     import fcntl
 
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    if os.environ.get(SHARED_ACROSS_SESSIONS):
+        # `make test`'s parts (pytest sessions) share one run: the tests only read it or copy it.
+        shared = Path(os.environ[SHARED_ACROSS_SESSIONS])
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent  # this session's folder, above each worker's own
+    else:
         return build_finished_run(tmp_path_factory.mktemp("e2e") / "run", tiny_npz)
-    shared = tmp_path_factory.getbasetemp().parent  # this session's folder, above each worker's own
     run = shared / "e2e" / "run"
     with (shared / "e2e.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (run / "report" / "metrics.json").is_file():
-            build_finished_run(run, tiny_npz)
+            # The data beside the run: a later session's temporary folders are not this one's.
+            data = shared / "e2e" / "data" / tiny_npz.name
+            data.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tiny_npz, data)
+            build_finished_run(run, data)
     return run
 
 

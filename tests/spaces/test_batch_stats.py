@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import keras_tuner as kt
 import numpy as np
+import pytest
 from keras import layers
 
 from spaces import get_space
+from spaces.augment_ops import TrainingAugmentation
 from spaces.base import DataSpec
 from spaces.batch_stats import recompute_batch_norm_statistics
+from spaces.kernels import Kernels
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
 
 
-def two_norm_model(dropout: float) -> keras.Model:
-    """conv -> BN -> dropout -> conv -> BN -> classes; BN momentum 0.99 leaves the stats at 0 and 1."""
+def two_norm_model(dropout: float, augment: bool = True) -> keras.Model:
+    """augment -> conv -> BN -> dropout -> conv -> BN -> classes; BN momentum 0.99 leaves the stats
+    at 0 and 1."""
     keras.utils.set_random_seed(1)
     inputs = keras.Input((8, 8, 3), dtype="uint8")
-    x = layers.Rescaling(1 / 255)(inputs)
+    augmentation = TrainingAugmentation(flip=True, crop=2, name="augment")
+    augmentation.active = augment
+    x = layers.Rescaling(1 / 255)(augmentation(inputs))
     x = layers.Conv2D(4, 3, name="conv1")(x)
     x = layers.BatchNormalization(momentum=0.99, name="bn1")(x)
     x = layers.Dropout(dropout, name="drop")(layers.ReLU()(x))
@@ -28,6 +36,7 @@ def two_norm_model(dropout: float) -> keras.Model:
     return keras.Model(inputs, outputs)
 
 
+@pytest.mark.backend_neutral
 def test_the_first_layers_statistics_average_the_batches_weighted_by_their_size() -> None:
     model = two_norm_model(dropout=0.5)
     used = recompute_batch_norm_statistics(model, IMAGES, batch_size=16, seed=3)
@@ -44,17 +53,20 @@ def test_the_first_layers_statistics_average_the_batches_weighted_by_their_size(
     np.testing.assert_allclose(np.asarray(bn1.moving_variance), variance, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.backend_neutral
 def test_with_one_batch_inference_equals_training_mode_without_dropout() -> None:
     model = two_norm_model(dropout=0.5)
-    # The same weights with no dropout, in training mode: every BN normalises by this batch's moments.
-    reference = two_norm_model(dropout=0.0)
+    # The same weights with no dropout or augmentation, in training mode: every BN normalises by this
+    # batch's moments.
+    reference = two_norm_model(dropout=0.0, augment=False)
     reference.set_weights(model.get_weights())
     expected = np.asarray(reference(IMAGES, training=True))
     assert not np.allclose(np.asarray(model(IMAGES, training=False)), expected, atol=1e-3)
     recompute_batch_norm_statistics(model, IMAGES, batch_size=len(IMAGES))
     np.testing.assert_allclose(np.asarray(model(IMAGES, training=False)), expected, atol=1e-4)
-    # The pass changes nothing else: momentum and dropout rate are back.
+    # The pass changes nothing else: momentum, dropout rate and augmentation are back.
     assert model.get_layer("bn1").momentum == 0.99 and model.get_layer("drop").rate == 0.5
+    assert model.get_layer("augment").active
 
 
 def test_a_space_model_after_a_few_steps_predicts_as_it_trained() -> None:
@@ -64,7 +76,10 @@ def test_a_space_model_after_a_few_steps_predicts_as_it_trained() -> None:
     keras.utils.set_random_seed(0)
     images = np.random.default_rng(1).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     labels = keras.utils.to_categorical(np.arange(64) % 4, 4)
-    space = get_space("fast")(DataSpec(num_classes=4, train_size=64, batch_size=64), fit_verbose=0)
+    spec = DataSpec(num_classes=4, train_size=64, batch_size=64)
+    # Without augmentation inside the model: training mode is then a deterministic reference.
+    kernels = dataclasses.replace(Kernels.for_backend(), augmentation="pipeline")
+    space = get_space("fast")(spec, fit_verbose=0, kernels=kernels)
     hp = kt.HyperParameters()
     hp.Fixed("width", 8)
     hp.Fixed("dropout", 0.0)
@@ -77,6 +92,7 @@ def test_a_space_model_after_a_few_steps_predicts_as_it_trained() -> None:
     np.testing.assert_array_equal(np.asarray(model(images, training=False)).argmax(1), in_training)
 
 
+@pytest.mark.backend_neutral
 def test_a_model_without_batch_norm_is_left_alone() -> None:
     inputs = keras.Input((8, 8, 3), dtype="uint8")
     model = keras.Model(inputs, layers.Dense(2)(layers.Flatten()(layers.Rescaling(1 / 255)(inputs))))

@@ -1,18 +1,23 @@
-"""The shipped model: stock Keras layers, and flip averaging that is exactly the mean over mirrors."""
+"""The shipped model: stock Keras layers, flip averaging that is exactly the mean over mirrors, and a
+.keras file that loads and predicts the same on TensorFlow and on JAX, whichever backend trained it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import keras
 import keras_tuner as kt
 import numpy as np
+import pytest
 
 from spaces import get_space
 from spaces.base import DataSpec
 from spaces.inference import inference_model
 from spaces.layers import FusedBatchNormalization
+
+BACKENDS = ("tensorflow", "jax")
 
 
 def trained_model() -> keras.Model:
@@ -26,6 +31,7 @@ def trained_model() -> keras.Model:
     return model
 
 
+@pytest.mark.backend_neutral
 def test_flip_averaging_is_the_mean_of_image_and_mirror_and_loads_stock(tmp_path) -> None:
     model = trained_model()
     shipped = inference_model(model, flip_averaging=True)
@@ -43,7 +49,7 @@ def test_flip_averaging_is_the_mean_of_image_and_mirror_and_loads_stock(tmp_path
     reloaded = keras.models.load_model(path)
     assert not any(isinstance(layer, FusedBatchNormalization) for layer in all_layers(reloaded))
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), shipped.predict(x, verbose=0), atol=1e-6)
-    assert_loads_with_plain_keras(path)
+    assert_loads_with_plain_keras(path, x, shipped.predict(x, verbose=0))
 
 
 def test_without_flip_averaging_the_model_is_unchanged(tmp_path) -> None:
@@ -54,7 +60,7 @@ def test_without_flip_averaging_the_model_is_unchanged(tmp_path) -> None:
     assert not shipped.compiled  # the optimizer's schedule is HyperCNN's class: not shipped
     path = tmp_path / "best.keras"
     shipped.save(path)
-    assert_loads_with_plain_keras(path)
+    assert_loads_with_plain_keras(path, x, shipped.predict(x, verbose=0))
 
 
 def all_layers(model) -> list:
@@ -67,8 +73,18 @@ def all_layers(model) -> list:
     return found
 
 
-def assert_loads_with_plain_keras(path) -> None:
-    """In a fresh interpreter that imports nothing of HyperCNN."""
-    code = f"import keras; keras.models.load_model({str(path)!r})"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
-    assert result.returncode == 0, result.stderr[-2000:]
+def assert_loads_with_plain_keras(path, x: np.ndarray, expected: np.ndarray) -> None:
+    """In a fresh interpreter that imports nothing of HyperCNN, on each Keras backend: it loads and
+    predicts what the model predicted where it was trained."""
+    np.save(path.with_suffix(".images.npy"), x)
+    code = (
+        "import sys, keras, numpy as np; model = keras.models.load_model(sys.argv[1]); "
+        "np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))"
+    )
+    for backend in BACKENDS:
+        predicted = path.with_suffix(f".{backend}.npy")
+        args = [sys.executable, "-c", code, str(path), str(path.with_suffix(".images.npy")), str(predicted)]
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        result = subprocess.run(args, capture_output=True, text=True, cwd="/", env=env)
+        assert result.returncode == 0, f"{backend}: {result.stderr[-2000:]}"
+        np.testing.assert_allclose(np.load(predicted), expected, atol=1e-5, err_msg=backend)
