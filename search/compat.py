@@ -41,7 +41,7 @@ def keeping_tensorflow_kernel_cache(active: bool) -> Iterator[None]:
     which holds the live models' compiled steps: a promotion then re-optimized its step (0.2 s on its
     first step instead of 0.01, fast space). While `active`, the cache is kept by making TensorFlow's
     cache-clearing call a no-op. Without it: promotions are slower by that much, nothing else."""
-    if not active:
+    if not active or keras.backend.backend() != "tensorflow":
         yield
         return
     from tensorflow.python import pywrap_tfe
@@ -90,7 +90,9 @@ def forget_custom_gradients() -> int:
     #97697, #80895; the same purge is proposed upstream in tf-keras #898). About 6 MB per trained
     model: a 100-trial search grew by 430 MB (bench/soak.py). The entries are read only while a step's
     gradients are traced, so between trials they serve nothing; a model that traces again registers
-    new ones."""
+    new ones. Other backends have no such registry: 0."""
+    if keras.backend.backend() != "tensorflow":
+        return 0
     from tensorflow.python.framework import ops
 
     registry = ops._gradient_registry._registry

@@ -138,7 +138,9 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
     )
     # A model exported by an earlier HyperCNN (run format 1) has best.keras only: export the rest.
     if fresh or "formats" not in json.loads(run.model_json.read_text()):
-        print("exporting the model: best.keras, saved_model/, two .tflite files, model.onnx", flush=True)
+        on_tensorflow = keras.backend.backend() == "tensorflow"
+        others = ", saved_model/, two .tflite files, model.onnx" if on_tensorflow else ""
+        print(f"exporting the model: best.keras{others}", flush=True)
         export_model(
             retrained.model,
             run,

@@ -8,9 +8,12 @@ import os
 import platform
 
 import keras
-import tensorflow as tf
 
 from search.config import SearchConfig
+
+# NVIDIA compute capability from which bfloat16 runs on tensor cores at float16's rate (Ampere on):
+# no loss scaling needed, and no LossScaleOptimizer around the optimizer.
+BFLOAT16_COMPUTE_CAPABILITY = (8, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,12 +24,41 @@ class Acceleration:
 
 
 @functools.cache  # a machine fact: asked by the search, the report and every retrain
-def detect_gpus() -> list[str]:
-    names = []
+def gpu_devices() -> list[tuple[str, tuple[int, int] | None]]:
+    """(name, compute capability) of each GPU the Keras backend trains on."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        found = []
+        for device in jax.devices():
+            if device.platform == "gpu":
+                capability = getattr(device, "compute_capability", None)
+                parsed = tuple(int(part) for part in str(capability).split(".")[:2]) if capability else None
+                found.append((device.device_kind, parsed))
+        return found
+    if backend != "tensorflow":
+        return []
+    import tensorflow as tf
+
+    found = []
     for device in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(device)
-        names.append(details.get("device_name", device.name))
-    return names
+        found.append((details.get("device_name", device.name), details.get("compute_capability")))
+    return found
+
+
+def detect_gpus() -> list[str]:
+    return [name for name, _ in gpu_devices()]
+
+
+def gpus_run_bfloat16() -> bool:
+    capabilities = [capability for _, capability in gpu_devices()]
+    fast = [
+        capability is not None and tuple(capability) >= BFLOAT16_COMPUTE_CAPABILITY
+        for capability in capabilities
+    ]
+    return bool(fast) and all(fast)
 
 
 @functools.cache
@@ -42,13 +74,16 @@ def cpu_has_bfloat16() -> bool:
 
 
 def choose_acceleration(config: SearchConfig) -> Acceleration:
-    """auto: mixed float16 and XLA on a GPU (tensor cores); on a CPU, mixed bfloat16 where it has
-    native bf16 (2x the float32 images/s for the fast space on 2 AVX512-BF16 cores, see
+    """auto: XLA on a GPU, in mixed bfloat16 where its tensor cores run it (compute capability 8.0
+    and later: no loss scaling), else mixed float16; on a CPU, mixed bfloat16 where it has native
+    bf16 (2x the float32 images/s for the fast space on 2 AVX512-BF16 cores, see
     bench/throughput.py), else float32; no XLA on a CPU (it measured no faster)."""
     gpus = list(detect_gpus())
     precision = config.precision
-    if precision == "auto":
-        precision = "mixed_float16" if gpus else ("mixed_bfloat16" if cpu_has_bfloat16() else "float32")
+    if precision == "auto" and gpus:
+        precision = "mixed_bfloat16" if gpus_run_bfloat16() else "mixed_float16"
+    elif precision == "auto":
+        precision = "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
     jit_compile = {"on": True, "off": False}.get(config.jit_compile, bool(gpus))
     return Acceleration(gpus, precision, jit_compile)
 

@@ -87,14 +87,14 @@ def run_worker(
     exit status (0 once the chief says the search is over)."""
     parse_address(chief, "--chief")
     probe_chief(chief, wait_s)
-    quiet.load_keras_backend()  # only once a chief answered: a wrong address fails in seconds
+    keras_backend = quiet.load_keras_backend()  # only once a chief answered: a wrong address fails in seconds
     from search import compat
     from search.worker_client import WorkerOracleClient
 
     run = RunFolder(out)
     config = SearchConfig.load(run.path)
     chief_info = read_json(run.chief_json) or {}
-    if threads:
+    if threads and keras_backend == "tensorflow":
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -54,3 +54,23 @@ def test_promotions_continue_under_mixed_float16(tmp_path: Path, tiny_npz: Path)
     ]
     assert all(r["precision"] == "mixed_float16" for r in records)
     assert any(r["continued_from"] in ("memory", "checkpoint") for r in records)
+
+
+@pytest.mark.parametrize(
+    ("gpus", "expected"),
+    [
+        ([("NVIDIA H200", (9, 0))], "mixed_bfloat16"),  # Hopper: bf16 tensor cores, no loss scaling
+        ([("NVIDIA A100-SXM4-80GB", (8, 0)), ("NVIDIA A100-SXM4-80GB", (8, 0))], "mixed_bfloat16"),
+        ([("Tesla T4", (7, 5))], "mixed_float16"),  # Turing: float16 tensor cores only
+        ([("NVIDIA A100", (8, 0)), ("Tesla V100", (7, 0))], "mixed_float16"),  # every GPU must run it
+    ],
+)
+def test_auto_precision_on_gpus_prefers_bfloat16_where_tensor_cores_run_it(
+    monkeypatch, gpus, expected
+) -> None:
+    """No GPU here: the GPUs the backend would report are given; the choice that follows is real."""
+    from search import SearchConfig, hardware
+
+    monkeypatch.setattr(hardware, "gpu_devices", lambda: gpus)
+    acceleration = hardware.choose_acceleration(SearchConfig())
+    assert acceleration.precision == expected and acceleration.jit_compile

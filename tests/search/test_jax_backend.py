@@ -1,0 +1,40 @@
+"""The whole job on JAX with TensorFlow unimportable, as on a GPU machine without it (make test's JAX
+part): search, final training, report and the .keras export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.backend_neutral,
+    pytest.mark.slow,
+    pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="runs in make test's JAX part"),
+]
+
+
+def test_hypercnn_run_on_jax_needs_no_tensorflow(tmp_path: Path, tiny_npz: Path, capsys) -> None:
+    from search.cli import main
+
+    run = tmp_path / "run"
+    flags = ["--data", str(tiny_npz), "--out", str(run), "--cache-dir", str(tmp_path / "cache")]
+    flags += ["--space", "fast", "--max-epochs", "1", "--factor", "2"]
+    flags += ["--val-size", "40", "--test-size", "40"]
+    assert main(["run", *flags, "--time-budget", "3m", "--progress", "off"]) == 0
+    out = capsys.readouterr().out
+    assert "Keras backend jax" in out and "exporting the model: best.keras\n" in out
+    assert "tensorflow" not in sys.modules
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert metrics["test_images"] == 40 and 0.0 <= metrics["test_accuracy"] <= 1.0
+    described = json.loads((run / "model" / "model.json").read_text())
+    # Only best.keras: the other formats are converted from TensorFlow graphs.
+    assert "backend is jax" in described["formats"]["saved_model"]["skipped"]
+    assert (run / "report" / "index.html").is_file()
+    model = keras.models.load_model(run / "model" / "best.keras")
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    assert model.predict(images, verbose=0).shape == (2, 4)
