@@ -23,23 +23,53 @@ SAME_PEAK_TOLERANCE = 0.15
 MACHINE_COLUMNS = ["commit", "machine", "cpu", "cores", "float32_peak_gflop_per_s", "date", "precision"]
 
 
-def measure_conv_peak(
-    dtype: str = "float32", seconds_per_shape: float = 4.0, shapes=PEAK_SHAPES
-) -> tuple[float, tuple[int, int, int]]:
-    """GFLOP/s of the fastest of a few large 3x3 convolutions in `dtype`, and its shape."""
+# A GPU needs far larger convolutions to reach its peak than a 2-core CPU does.
+GPU_PEAK_SHAPES = ((256, 32, 256), (256, 16, 512), (128, 64, 256))
+
+
+def compiled_conv(dtype: str, batch: int, size: int, channels: int):
+    """(a call that runs one 3x3 'SAME' convolution to completion, its inputs), on the Keras backend:
+    tf.function on TensorFlow, jax.jit on JAX (so the JAX path needs no TensorFlow)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        images = jax.random.normal(jax.random.key(0), (batch, size, size, channels)).astype(dtype)
+        kernel = jax.random.normal(jax.random.key(1), (3, 3, channels, channels)).astype(dtype)
+        numbers = ("NHWC", "HWIO", "NHWC")
+
+        @jax.jit
+        def conv(x, k):
+            out = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=numbers)
+            return jnp.sum(out.astype("float32"))
+
+        return lambda: conv(images, kernel).block_until_ready()
     import tensorflow as tf
 
+    images = tf.cast(tf.random.normal([batch, size, size, channels]), dtype)
+    kernel = tf.cast(tf.random.normal([3, 3, channels, channels]), dtype)
+    conv = tf.function(lambda x, k: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, k, 1, "SAME"), "float32")))
+    return lambda: conv(images, kernel).numpy()
+
+
+def measure_conv_peak(
+    dtype: str = "float32", seconds_per_shape: float = 4.0, shapes=None
+) -> tuple[float, tuple[int, int, int]]:
+    """GFLOP/s of the fastest of a few large 3x3 convolutions in `dtype`, and its shape."""
+    from search.hardware import detect_gpus
+
+    shapes = shapes or (GPU_PEAK_SHAPES if detect_gpus() else PEAK_SHAPES)
     best, best_shape = 0.0, shapes[0]
     for batch, size, channels in shapes:
-        images = tf.cast(tf.random.normal([batch, size, size, channels]), dtype)
-        kernel = tf.cast(tf.random.normal([3, 3, channels, channels]), dtype)
-        conv = tf.function(lambda x, k: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, k, 1, "SAME"), "float32")))
-        conv(images, kernel).numpy()  # trace and warm up
+        run = compiled_conv(dtype, batch, size, channels)
+        run()  # trace and warm up
         flops = 2.0 * batch * size * size * 9 * channels * channels
         runs, started = [], time.perf_counter()
         while time.perf_counter() - started < seconds_per_shape or len(runs) < 3:
             begin = time.perf_counter()
-            conv(images, kernel).numpy()
+            run()
             runs.append(time.perf_counter() - begin)
         rate = flops / min(runs) / 1e9
         if rate > best:

@@ -9,7 +9,9 @@ For the default configuration of every registered space, on the same machine in 
             headline ratio compares like with like; the float32 ratio is shown beside it);
 - hypercnn: HyperCNN's training path: uint8 images held in memory, a tf.data pipeline that augments
             whole uint8 batches and prefetches, the precision and the kernels HyperCNN picks for this
-            machine (spaces.kernels: fused or stock, timed on the machine).
+            machine (spaces.kernels: fused or stock, timed on the machine); on TensorFlow also the
+            same path augmenting inside the training step instead (keras.ops, the JAX/GPU way), to
+            decide where augmentation runs by measurement. With KERAS_BACKEND=jax, the JAX path.
 
 Same model and batch size; 1 warm-up epoch, then 3 timed, of 25,600 images each (about half a CIFAR-10
 epoch; 800 steps in all, so HyperCNN runs them 16 per call as it does for any training of 400 steps
@@ -26,6 +28,7 @@ validation (build, compile, tracing, checkpoints, bookkeeping).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -152,9 +155,27 @@ def bench_space(
 
     fits = {f"plain {precision}": plain_fit(plain_model) for precision, plain_model in plain_models.items()}
     fits["hypercnn"] = lambda epoch: hypermodel.fit(hp, model, dataset, initial_epoch=epoch, epochs=epoch + 1)
+    if kernels.augmentation == "pipeline":
+        # Where to augment, measured: the same path with the augmentation inside the training step
+        # (keras.ops, as on JAX and GPUs) instead of in tf.data.
+        in_step = space(
+            spec,
+            jit_compile=acceleration.jit_compile,
+            fit_verbose=0,
+            precision=acceleration.precision,
+            kernels=dataclasses.replace(kernels, augmentation="step"),
+        )
+        keras.utils.set_random_seed(0)
+        in_step_model = in_step.build(hp)
+        in_step_model.steps_per_execution = model.steps_per_execution
+        in_step_data = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
+        fits["hypercnn in-step augmentation"] = lambda epoch: in_step.fit(
+            hp, in_step_model, in_step_data, initial_epoch=epoch, epochs=epoch + 1
+        )
     rates = interleaved_images_per_second(fits, len(x), warmup, timed)
     plain_float32, plain_same = rates["plain float32"], rates[f"plain {acceleration.precision}"]
     fast = rates["hypercnn"]
+    in_step_rate = rates.get("hypercnn in-step augmentation")
     train_flops = 3 * forward_flops(model) - stem_input_gradient_flops(model)
     return {
         "space": name,
@@ -164,13 +185,16 @@ def bench_space(
         "plain_same_precision_images_per_s": round(plain_same, 1),
         "plain_float32_images_per_s": round(plain_float32, 1),
         "hypercnn_images_per_s": round(fast, 1),
+        # Blank where the path already augments inside the step (any backend but TensorFlow).
+        "hypercnn_in_step_augmentation_images_per_s": in_step_rate and round(in_step_rate, 1),
         # The headline: HyperCNN against plain Keras in the same precision.
         "speedup_same_precision": round(fast / plain_same, 3),
         "speedup_vs_float32": round(fast / plain_float32, 3),
         "hypercnn_gflop_per_s": round(fast * train_flops / 1e9, 1),
         "precision": acceleration.precision,
         "kernels": f"batch_norm={kernels.batch_norm} optimizer={kernels.optimizer} "
-        f"normalization={kernels.normalization}",
+        f"normalization={kernels.normalization} augmentation={kernels.augmentation}",
+        "backend": keras.backend.backend(),
         "jit_compile": acceleration.jit_compile,
         "steps_per_call": model.steps_per_execution,
     }

@@ -1,5 +1,5 @@
 """The whole job on JAX with TensorFlow unimportable, as on a GPU machine without it (make test's JAX
-part): search, final training, report and the .keras export."""
+part): search, final training, report and the .keras export; and each backend's out-of-memory error."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ import keras
 import numpy as np
 import pytest
 
-pytestmark = [
-    pytest.mark.backend_neutral,
-    pytest.mark.slow,
-    pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="runs in make test's JAX part"),
-]
+pytestmark = pytest.mark.backend_neutral
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="runs in make test's JAX part")
 def test_hypercnn_run_on_jax_needs_no_tensorflow(tmp_path: Path, tiny_npz: Path, capsys) -> None:
     from search.cli import main
 
@@ -38,3 +36,21 @@ def test_hypercnn_run_on_jax_needs_no_tensorflow(tmp_path: Path, tiny_npz: Path,
     model = keras.models.load_model(run / "model" / "best.keras")
     images = np.zeros((2, 32, 32, 3), np.uint8)
     assert model.predict(images, verbose=0).shape == (2, 4)
+
+
+def test_the_backends_own_out_of_memory_error_is_a_failed_trial_reason() -> None:
+    """A GPU out of memory raises the backend's own error: each is a failed trial with one line."""
+    from search.tuner import out_of_memory, out_of_memory_reason
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        message = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 4294967296 bytes."
+        error: BaseException = jax.errors.JaxRuntimeError(message)
+    else:
+        import tensorflow as tf
+
+        error = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor on GPU:0")
+    assert out_of_memory(error) and not out_of_memory(RuntimeError("shapes do not match"))
+    reason = out_of_memory_reason(error, batch_size=512)
+    assert reason.startswith("out of memory: ") and "batch size 512" in reason and "\n" not in reason
