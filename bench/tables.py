@@ -197,6 +197,30 @@ def throughput_table(table: pd.DataFrame) -> str:
     return provenance(table, extra) + "\n\n" + markdown(header, rows)
 
 
+def augmentation_placement_table(table: pd.DataFrame) -> str:
+    """Where training images are augmented on this machine: in tf.data or inside the training step."""
+    rows = [
+        [
+            f"`{row.space}`",
+            str(row.backend),
+            _number(row.hypercnn_images_per_s),
+            _number(row.hypercnn_in_step_augmentation_images_per_s),
+            f"{row.hypercnn_in_step_augmentation_images_per_s / row.hypercnn_images_per_s:.2f}x",
+        ]
+        for row in table.itertuples()
+        if not pd.isna(row.hypercnn_in_step_augmentation_images_per_s)
+    ]
+    header = [
+        "space (defaults)",
+        "backend",
+        "augmentation in tf.data, img/s",
+        "augmentation inside the training step, img/s",
+        "in-step / tf.data",
+    ]
+    extra = f"; {table.iloc[0]['precision']}, epochs interleaved"
+    return provenance(table, extra) + "\n\n" + markdown(header, rows)
+
+
 def flip_averaging_table(table: pd.DataFrame) -> str:
     rows = [
         [
@@ -291,6 +315,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_search_quality": search_quality_table,
     "bench_samplers": samplers_table,
     "bench_throughput": throughput_table,
+    "bench_augmentation_placement": augmentation_placement_table,
     "bench_flip_averaging": flip_averaging_table,
     "bench_internals": internals_table,
 }
