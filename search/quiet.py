@@ -76,8 +76,10 @@ def load_keras_backend(verbose: bool | None = None) -> str:
     with _captured_fd2() as captured:
         import keras
 
+        from search.hardware import detect_gpus
+
         backend = keras.backend.backend()
-        gpus = usable_gpus(backend)  # the cuInit chatter is printed here
+        gpus = len(detect_gpus())  # the cuInit chatter is printed here; cached for the search
     if verbose and captured[0]:
         sys.stderr.write(captured[0])
     if not verbose and backend == "tensorflow":
@@ -87,19 +89,6 @@ def load_keras_backend(verbose: bool | None = None) -> str:
     if warning:
         print(warning, file=sys.stderr, flush=True)
     return backend
-
-
-def usable_gpus(backend: str) -> int:
-    """How many GPUs the Keras backend can train on."""
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return len(tf.config.list_physical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return sum(device.platform == "gpu" for device in jax.devices())
-    return 0
 
 
 # The extra that brings each backend's CUDA build.

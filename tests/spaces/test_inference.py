@@ -13,6 +13,7 @@ import numpy as np
 
 from spaces import get_space
 from spaces.base import DataSpec
+from spaces.batch_stats import model_layers
 from spaces.inference import inference_model
 from spaces.layers import FusedBatchNormalization
 
@@ -45,7 +46,7 @@ def test_flip_averaging_is_the_mean_of_image_and_mirror_and_loads_stock(tmp_path
     path = tmp_path / "best.keras"
     shipped.save(path)
     reloaded = keras.models.load_model(path)
-    assert not any(isinstance(layer, FusedBatchNormalization) for layer in all_layers(reloaded))
+    assert not any(isinstance(layer, FusedBatchNormalization) for layer in model_layers(reloaded))
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), shipped.predict(x, verbose=0), atol=1e-6)
     assert_loads_with_plain_keras(path, x, shipped.predict(x, verbose=0))
 
@@ -59,16 +60,6 @@ def test_without_flip_averaging_the_model_is_unchanged(tmp_path) -> None:
     path = tmp_path / "best.keras"
     shipped.save(path)
     assert_loads_with_plain_keras(path, x, shipped.predict(x, verbose=0))
-
-
-def all_layers(model) -> list:
-    """Every layer, nested models' included."""
-    found = []
-    for layer in model.layers:
-        found.append(layer)
-        if hasattr(layer, "layers"):
-            found += all_layers(layer)
-    return found
 
 
 def assert_loads_with_plain_keras(path, x: np.ndarray, expected: np.ndarray) -> None:
