@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from search import quiet
 from search.errors import HyperCNNError
+
+if TYPE_CHECKING:
+    from sys import UnraisableHookArgs
 
 USAGE_ERROR = 2
 
@@ -281,12 +286,21 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {render_run(args.run, args.out)}", flush=True)
 
 
+# An interrupt Python swallowed is sent again this long after: long enough for the swallowing
+# callback to return, short against the seconds a person waits after Ctrl-C.
+REDELIVER_AFTER_S = 0.05
+
+
 @contextlib.contextmanager
 def interrupted_once() -> Iterator[None]:
     """Ctrl-C in a terminal reaches a chief and its workers at once, and the chief passes it on to
     its workers too: a second SIGINT while the first is handled (trials saved, workers waited for)
     would cut that short with a traceback. The first raises KeyboardInterrupt; later ones are ignored
-    until this command returns. A SIGINT the process inherited ignored stays ignored."""
+    until this command returns. A SIGINT the process inherited ignored stays ignored.
+
+    Python drops an exception raised inside a garbage-collector callback or a __del__ (JAX registers
+    such a callback) and hands it to sys.unraisablehook: a KeyboardInterrupt that lands there would be
+    lost with later SIGINTs already ignored, so the hook re-arms the handler and sends it again."""
     previous = signal.getsignal(signal.SIGINT)
     if (
         previous is not signal.default_int_handler
@@ -299,10 +313,24 @@ def interrupted_once() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    previous_hook = sys.unraisablehook
+
+    def deliver_again(unraisable: UnraisableHookArgs) -> None:
+        swallowed = unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt)
+        if not swallowed or threading.current_thread() is not threading.main_thread():
+            previous_hook(unraisable)
+            return
+        signal.signal(signal.SIGINT, interrupt)
+        resend = threading.Timer(REDELIVER_AFTER_S, os.kill, (os.getpid(), signal.SIGINT))
+        resend.daemon = True
+        resend.start()
+
     signal.signal(signal.SIGINT, interrupt)
+    sys.unraisablehook = deliver_again
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         signal.signal(signal.SIGINT, previous)
 
 

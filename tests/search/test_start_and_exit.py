@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +37,7 @@ def python(code: str, *args: str, env: dict | None = None) -> subprocess.Complet
 def test_config_validation_and_help_import_no_tensorflow() -> None:
     code = """
 import sys
+import time
 from search import SearchConfig
 from search.cli import main
 config = SearchConfig.create(data="x.npz", space="resnet", time_budget_s="5m", val_size="0.2")
@@ -78,6 +80,33 @@ def test_a_gpu_tensorflow_cannot_use_is_one_warning_unless_hidden_on_purpose(mon
     # A search's chief hides every GPU from itself on purpose, as may a user.
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert quiet.unusable_gpu_warning(0, "") is None
+
+
+def test_a_ctrl_c_that_python_swallows_in_a_gc_callback_is_delivered_again() -> None:
+    """The CI failure at 286340a: a worker's SIGINT landed in JAX's garbage-collector callback,
+    Python printed "Exception ignored" and the worker trained on."""
+    from search.cli import interrupted_once
+
+    armed = [True]
+
+    def collecting(phase: str, info: dict) -> None:
+        if phase == "start" and armed:
+            armed.clear()
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(20):  # the handler runs between these bytecodes: its KeyboardInterrupt is dropped
+                time.sleep(0.01)
+
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)
+    gc.callbacks.append(collecting)
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupted_once():
+            gc.collect()
+            assert not armed  # the callback ran and swallowed the first interrupt
+            time.sleep(5)  # interrupted again within 0.05 s, so this never finishes
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        gc.callbacks.remove(collecting)
+        signal.signal(signal.SIGINT, outside)
 
 
 InterruptedSpace = space_failing_at_fit(2, KeyboardInterrupt, "test only: Ctrl-C in the second trial")
