@@ -1,10 +1,10 @@
 """One time budget for a whole job: how much of it to spend searching, and which trial to train last.
 
 The final training is where test accuracy is made: the default configuration trained for the whole
-budget beat a 40 % search on 2 CPU cores at 15 minutes (81.3 % against 72.6 %). So the search only
-gets the time the final training can spare, measured from the first trial's pace, and the winner is
-the trial expected to score best after the final training the remaining time allows, not the best
-short trial.
+budget beat a 40 % search on 2 CPU cores at 15 minutes (81.3 % against 72.6 %) and at 30 minutes
+(81.9 % against 80.2 %). So the search only gets the time the final training can spare, measured from
+the first trial's pace, and the winner is the trial expected to score best after the final training
+the remaining time allows among those it gives enough epochs, not the best short trial.
 """
 
 from __future__ import annotations
@@ -16,9 +16,15 @@ from typing import Any
 
 # At most this share of the job searches (the bench's earlier fixed split).
 MAX_SEARCH_SHARE = 0.4
-# Epochs over train+validation the final model should get before any time goes to searching: the fast
-# default reached 81.3 % after 28 epochs of 12,000 images, where each further doubling gains little.
-FINAL_EPOCHS_WANTED = 30
+# Epochs over train+validation the final model should get before any time goes to searching. Measured
+# on 2 AVX2 cores (bench/search_quality.py at e5f14a2, 10,000 + 2,000 images, 10,000 test images):
+# the default trained 38 epochs in 30 minutes scored 81.9 %; with 30 kept, a 39 % search left its
+# 2x-costlier winner 12 epochs and 80.2 %. A ranking of 1-to-3-epoch trials does not win back what
+# the search takes from a final training of 30-odd epochs, so searching starts at twice that.
+FINAL_EPOCHS_WANTED = 60
+# The final training must fit a trial this many epochs for it to be chosen (at its own pace, in the
+# time left): a costlier configuration that would get fewer is trained only when none fits them.
+MIN_FINAL_EPOCHS = 30
 # Validation accuracy gained per e-fold more epochs, where the search measured none itself (a promoted
 # trial and its parent give the measured one).
 DEFAULT_GAIN_PER_LOG_EPOCH = 0.05
@@ -102,12 +108,16 @@ def gain_per_log_epoch(candidates: list[Candidate]) -> float:
     return min(0.15, max(0.0, statistics.median(slopes)))
 
 
+def final_epochs_that_fit(candidate: Candidate, final_s: float, final_images: int) -> float:
+    return final_s / (candidate.seconds_per_image * final_images)
+
+
 def expected_final_score(candidate: Candidate, final_s: float, final_images: int, gain: float) -> float:
     """The candidate's score extrapolated to the epochs its pace fits into `final_s` on `final_images`.
     Fewer epochs than it was scored at cost at least DEFAULT_GAIN_PER_LOG_EPOCH per e-fold, however
     flat the measured gain: an undertrained network surely loses; a longer training only may gain,
     and is credited for at most MAX_EXTRAPOLATION times the epochs it was scored at."""
-    epochs_that_fit = final_s / (candidate.seconds_per_image * final_images)
+    epochs_that_fit = final_epochs_that_fit(candidate, final_s, final_images)
     ratio = max(epochs_that_fit, 1e-3) / candidate.epochs
     if ratio < 1:
         return candidate.score + max(gain, DEFAULT_GAIN_PER_LOG_EPOCH) * math.log(ratio)
@@ -117,9 +127,10 @@ def expected_final_score(candidate: Candidate, final_s: float, final_images: int
 
 
 def choose_final(candidates: list[Candidate], final_s: float | None, final_images: int) -> Candidate | None:
-    """The best trial after the final training `final_s` allows; without a time budget, the best score
-    (ties: the earliest trial). A configuration that is best at 9 epochs but fits only 2 in the final
-    training's time loses to a cheaper one that fits 20."""
+    """The best trial after the final training `final_s` allows, among those it fits MIN_FINAL_EPOCHS
+    epochs (all of them when none does); without a time budget, the best score (ties: the earliest
+    trial). A configuration that is best at 9 epochs but fits only 12 in the final training's time
+    loses to a cheaper one that fits 30, however its short score extrapolates."""
     if not candidates:
         return None
     if final_s is None or any(c.seconds_per_image <= 0 for c in candidates):
@@ -127,5 +138,9 @@ def choose_final(candidates: list[Candidate], final_s: float | None, final_image
     gain = gain_per_log_epoch(candidates)
     return min(
         candidates,
-        key=lambda c: (-expected_final_score(c, final_s, final_images, gain), c.trial_id),
+        key=lambda c: (
+            final_epochs_that_fit(c, final_s, final_images) < MIN_FINAL_EPOCHS,
+            -expected_final_score(c, final_s, final_images, gain),
+            c.trial_id,
+        ),
     )

@@ -81,7 +81,7 @@ def test_a_budget_too_small_for_the_final_training_searches_nothing_more(
     tmp_path: Path, tiny_npz: Path, capsys
 ) -> None:
     # Deliberately slow steps: 200 train+validation images in batches of 8 at 0.08 s a step are 2 s per
-    # epoch, so the final training's 30 epochs alone (60 s) and what follows them (45 s reserved) need
+    # epoch, so the final training's 60 epochs alone (120 s) and what follows them (45 s reserved) need
     # more than the 75 s budget; what is left after the first trial fits several epochs even on a
     # loaded machine (at 60 s a CI machine's slower first trial left time for 1 epoch).
     register_space("paused-test-space")(PausedSpace)

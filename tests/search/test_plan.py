@@ -11,9 +11,11 @@ from search.plan import (
     FINAL_EPOCHS_WANTED,
     MAX_EXTRAPOLATION,
     MAX_SEARCH_SHARE,
+    MIN_FINAL_EPOCHS,
     Candidate,
     choose_final,
     expected_final_score,
+    final_epochs_that_fit,
     gain_per_log_epoch,
     plan_budget,
     seconds_per_image,
@@ -25,15 +27,18 @@ def test_a_budget_that_fits_too_few_final_epochs_is_not_spent_searching() -> Non
     plan = plan_budget(900.0, final_epoch_s=30.0, spent_s=40.0)
     assert plan.search_s == 40.0 and plan.final_s == 860.0
     assert "no search" in plan.describe()
+    # 30 minutes on 2 AVX2 cores fit 58 default epochs: a search there lost to the default alone.
+    plan = plan_budget(1800.0, final_epoch_s=30.0, spent_s=40.0)
+    assert plan.search_s == 40.0 and "fewer than the 60 it needs" in plan.describe()
 
 
 def test_a_long_budget_searches_up_to_the_cap_and_keeps_the_final_epochs() -> None:
     plan = plan_budget(3600.0, final_epoch_s=30.0, spent_s=40.0)
     assert plan.search_s == pytest.approx(MAX_SEARCH_SHARE * 3600.0)
     # Where the cap does not bind, the final training keeps exactly what it wants.
-    plan = plan_budget(1500.0, final_epoch_s=30.0, spent_s=40.0)
+    plan = plan_budget(3000.0, final_epoch_s=30.0, spent_s=40.0)
     assert plan.final_s >= FINAL_EPOCHS_WANTED * 30.0 and plan.search_s > 40.0
-    assert plan.search_s + plan.final_s == pytest.approx(1500.0)
+    assert plan.search_s + plan.final_s == pytest.approx(3000.0)
 
 
 def test_pace_counts_optimizer_steps() -> None:
@@ -48,17 +53,35 @@ def test_the_final_choice_weighs_cost_per_epoch_against_the_time_left() -> None:
     images = 10_000
     # 100 s fits 10 cheap epochs but barely 1 slow one: the cheap one is expected to end higher.
     assert choose_final([cheap, slow], final_s=100.0, final_images=images) is cheap
-    # 20 minutes fit 15 slow epochs (and 120 cheap ones): at the measured default gain the extra
-    # epochs of the cheap one do not make up 3 points... unless the gain is large.
-    long = choose_final([cheap, slow], final_s=1200.0, final_images=images)
+    # An hour fits 45 slow epochs (and 360 cheap ones): whichever is expected to end higher.
+    long = choose_final([cheap, slow], final_s=3600.0, final_images=images)
     expected = {
-        c.trial_id: expected_final_score(c, 1200.0, images, DEFAULT_GAIN_PER_LOG_EPOCH) for c in (cheap, slow)
+        c.trial_id: expected_final_score(c, 3600.0, images, DEFAULT_GAIN_PER_LOG_EPOCH) for c in (cheap, slow)
     }
-    assert long.trial_id == max(expected, key=expected.get)
+    assert long.trial_id == max(expected, key=expected.get) == slow.trial_id
     # Without a time budget it is the best score, the earliest trial on ties.
     assert choose_final([cheap, slow], final_s=None, final_images=images) is slow
     twin = Candidate("02", score=0.73, epochs=9, seconds_per_image=0.001)
     assert choose_final([twin, slow], final_s=None, final_images=images) is slow
+
+
+def test_a_trial_the_final_training_fits_too_few_epochs_is_not_chosen() -> None:
+    """The 30-minute bench at e5f14a2: a 2x-costlier trial, 0.61 after 3 epochs against the default's
+    0.42 after 1, extrapolated above it and was retrained 12 epochs (80.2 %, the default alone 81.9 %)."""
+    default = Candidate("0000", score=0.42, epochs=1, seconds_per_image=0.0030)
+    wide = Candidate("0010", score=0.61, epochs=3, seconds_per_image=0.0057, parent="0003")
+    images, final_s = 12_000, 816.0
+    assert final_epochs_that_fit(wide, final_s, images) < MIN_FINAL_EPOCHS
+    gain = gain_per_log_epoch([default, wide])
+    expected = {c.trial_id: expected_final_score(c, final_s, images, gain) for c in (default, wide)}
+    assert expected["0010"] > expected["0000"]
+    # Where neither fits MIN_FINAL_EPOCHS (816 s fit the default 22), the expectation decides...
+    assert choose_final([default, wide], final_s, images) is wide
+    # ...where one does, it is chosen over any that does not.
+    roomy = 1.2 * MIN_FINAL_EPOCHS * default.seconds_per_image * images
+    fits = {c.trial_id: final_epochs_that_fit(c, roomy, images) for c in (default, wide)}
+    assert fits["0000"] >= MIN_FINAL_EPOCHS > fits["0010"]
+    assert choose_final([default, wide], roomy, images) is default
 
 
 def test_undertraining_costs_at_least_the_default_gain_even_when_the_measured_gain_is_flat() -> None:
