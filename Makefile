@@ -37,7 +37,7 @@ lint: $(VENV)/.test-deps
 
 # The tests that run on every Keras backend, run again on JAX (TensorFlow made unimportable there).
 BACKEND_NEUTRAL_TESTS := tests/spaces/test_augment_ops.py tests/spaces/test_batch_stats.py \
-	tests/spaces/test_spaces.py tests/search/test_jax_backend.py
+	tests/spaces/test_device_loop.py tests/spaces/test_spaces.py tests/search/test_jax_backend.py
 
 # Two test processes at a time (pytest-xdist), then the tests that measure wall time against a
 # budget, alone, then the backend-neutral ones on JAX. Every part runs; any failing fails.

@@ -11,7 +11,10 @@ For the default configuration of every registered space, on the same machine in 
             whole uint8 batches and prefetches, the precision and the kernels HyperCNN picks for this
             machine (spaces.kernels: fused or stock, timed on the machine); on TensorFlow also the
             same path augmenting inside the training step instead (keras.ops, the JAX/GPU way), to
-            decide where augmentation runs by measurement. With KERAS_BACKEND=jax, the JAX path.
+            decide where augmentation runs by measurement. With KERAS_BACKEND=jax, the JAX path:
+            the split on the device and many steps per compiled call (spaces.device_loop), timed
+            against the same model fed host batches by Keras's own loop, to decide where the data
+            lives by measurement; and the first epoch's compile seconds (XLA) beyond a steady one.
 
 Same model and batch size; 1 warm-up epoch, then 3 timed, of 25,600 images each (about half a CIFAR-10
 epoch; 800 steps in all, so HyperCNN runs them 16 per call as it does for any training of 400 steps
@@ -86,9 +89,9 @@ def stem_input_gradient_flops(model: keras.Model) -> float:
     return 2.0 * height * width * kh * kw * in_channels * out_channels
 
 
-def interleaved_images_per_second(fits: dict, images: int, warmup: int, timed: int) -> dict[str, float]:
-    """Epoch by epoch, alternating which path goes first: a shared VM's speed drifts by tens of
-    percent over minutes, and alternating puts both paths under the same drift."""
+def interleaved_epoch_seconds(fits: dict, warmup: int, timed: int) -> dict[str, list[float]]:
+    """Each path's seconds per epoch, epoch by epoch, alternating which path goes first: a shared
+    VM's speed drifts by tens of percent over minutes, and alternating puts both under the same drift."""
     seconds: dict[str, list[float]] = {name: [] for name in fits}
     for epoch in range(warmup + timed):
         order = list(fits) if epoch % 2 == 0 else list(fits)[::-1]
@@ -96,7 +99,7 @@ def interleaved_images_per_second(fits: dict, images: int, warmup: int, timed: i
             started = time.perf_counter()
             fits[name](epoch)
             seconds[name].append(time.perf_counter() - started)
-    return {name: images * timed / sum(times[warmup:]) for name, times in seconds.items()}
+    return seconds
 
 
 def default_hp(epochs: int) -> kt.HyperParameters:
@@ -172,10 +175,31 @@ def bench_space(
         fits["hypercnn in-step augmentation"] = lambda epoch: in_step.fit(
             hp, in_step_model, in_step_data, initial_epoch=epoch, epochs=epoch + 1
         )
-    rates = interleaved_images_per_second(fits, len(x), warmup, timed)
+    if kernels.data == "device":
+        # Where the data lives, measured: the same path fed batches from the host by Keras's own loop.
+        host = space(
+            spec,
+            jit_compile=acceleration.jit_compile,
+            fit_verbose=0,
+            precision=acceleration.precision,
+            kernels=dataclasses.replace(kernels, data="host"),
+        )
+        keras.utils.set_random_seed(0)
+        host_model = host.build(hp)
+        host_model.steps_per_execution = model.steps_per_execution
+        host_data = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
+        fits["hypercnn host batches"] = lambda epoch: host.fit(
+            hp, host_model, host_data, initial_epoch=epoch, epochs=epoch + 1
+        )
+    seconds = interleaved_epoch_seconds(fits, warmup, timed)
+    rates = {name: len(x) * timed / sum(times[warmup:]) for name, times in seconds.items()}
+    # The first epoch also compiles (XLA on JAX, tracing on TensorFlow): its excess over a steady one.
+    steady_epoch_s = sum(seconds["hypercnn"][warmup:]) / timed
+    compile_s = seconds["hypercnn"][0] - steady_epoch_s
     plain_float32, plain_same = rates["plain float32"], rates[f"plain {acceleration.precision}"]
     fast = rates["hypercnn"]
     in_step_rate = rates.get("hypercnn in-step augmentation")
+    host_rate = rates.get("hypercnn host batches")
     train_flops = 3 * forward_flops(model) - stem_input_gradient_flops(model)
     return {
         "space": name,
@@ -187,13 +211,17 @@ def bench_space(
         "hypercnn_images_per_s": round(fast, 1),
         # Blank where the path already augments inside the step (any backend but TensorFlow).
         "hypercnn_in_step_augmentation_images_per_s": in_step_rate and round(in_step_rate, 1),
+        # Blank where the path's data already comes from the host (TensorFlow): on JAX, Keras's own
+        # loop fed host batches, against the device-resident loop of the hypercnn column.
+        "hypercnn_host_batches_images_per_s": host_rate and round(host_rate, 1),
+        "compile_s": round(compile_s, 1),
         # The headline: HyperCNN against plain Keras in the same precision.
         "speedup_same_precision": round(fast / plain_same, 3),
         "speedup_vs_float32": round(fast / plain_float32, 3),
         "hypercnn_gflop_per_s": round(fast * train_flops / 1e9, 1),
         "precision": acceleration.precision,
         "kernels": f"batch_norm={kernels.batch_norm} optimizer={kernels.optimizer} "
-        f"normalization={kernels.normalization} augmentation={kernels.augmentation}",
+        f"normalization={kernels.normalization} augmentation={kernels.augmentation} data={kernels.data}",
         "backend": keras.backend.backend(),
         "jit_compile": acceleration.jit_compile,
         "steps_per_call": model.steps_per_execution,

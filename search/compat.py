@@ -117,6 +117,13 @@ def build_compile_metrics(model: keras.Model) -> None:
     model._compile_metrics.build(keras.KerasTensor(model.outputs[0].shape), model.outputs[0])
 
 
+def build_for_fit(model: keras.Model, images: Any, labels: Any) -> None:
+    """Builds what fit builds from its first batch (compiled loss and metrics, optimizer) from this
+    one: the device-resident loop (spaces.device_loop) feeds fit batch indices, not images, and fit
+    would build from those. Keras's _symbolic_build is that step; it has no public name."""
+    model._symbolic_build(data_batch=(images, labels))
+
+
 def optimizer_slot(optimizer: keras.optimizers.Optimizer, slots: str, variable: Any) -> Any:
     """An optimizer's slot variable (momentum, velocity) for `variable`: the fused update kernels
     (spaces.optimizers) write them in place. Keras keeps them in lists indexed by a private lookup."""
@@ -284,4 +291,5 @@ def internal_names() -> list[tuple[object, str, list[str] | None]]:
         (compat_modules()["oracle_client"], "OracleClient", None),
         (compat_modules()["oracle_chief"], "OracleServicer", None),
         (keras.optimizers.Optimizer, "_get_variable_index", ["self", "variable"]),
+        (keras.Model, "_symbolic_build", ["self", "iterator", "data_batch"]),
     ]

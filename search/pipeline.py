@@ -21,7 +21,7 @@ class ArrayBatches(keras.utils.PyDataset):
     ) -> None:
         super().__init__()
         self.x, self.y = x, np.asarray(y)
-        self.num_classes, self.batch_size, self.shuffle = num_classes, batch_size, shuffle
+        self.num_classes, self.batch_size, self.shuffle, self.seed = num_classes, batch_size, shuffle, seed
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
 

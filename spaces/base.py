@@ -130,6 +130,12 @@ class SpaceHyperModel(kt.HyperModel):
         self, hp: kt.HyperParameters, model: keras.Model, x: Any = None, *args: Any, **kwargs: Any
     ) -> Any:
         kwargs["verbose"] = self.fit_verbose
+        if self.kernels.data == "device":
+            from search.pipeline import ArrayBatches
+            from spaces.device_loop import fit_on_device  # JAX only (spaces.kernels)
+
+            if isinstance(x, ArrayBatches):
+                return fit_on_device(model, x, *args, **kwargs)
         augments_in_pipeline = (
             not self.plain_keras and self.kernels.augmentation == "pipeline" and self.augmentation(hp).active
         )

@@ -34,6 +34,8 @@ from search.errors import HyperCNNError
 KEEP_IF_FASTER = 0.9
 TIMING_REPEATS = 7
 CACHE_VERSION = 1
+# JAX trains from the split on the device (spaces.device_loop) rather than from host batches: PLACEHOLDER
+DEVICE_RESIDENT_ON_JAX = True
 # This process's measurements by machine key: a search, its retrain and the tests measure once.
 _MEASURED: dict[str, dict[str, list[float]]] = {}
 
@@ -48,12 +50,18 @@ class Kernels:
     # Where training images are augmented: "pipeline" (uint8 batches in tf.data, on the host: the
     # TensorFlow path) or "step" (keras.ops inside the compiled training step: any backend).
     augmentation: str = "pipeline"
+    # Where the training split lives: "host" (each step's batch copied from the host: tf.data or a
+    # PyDataset) or "device" (the whole uint8 split on the device, each batch gathered inside a
+    # compiled many-step loop: spaces.device_loop, JAX only; its augmentation is "step").
+    data: str = "host"
     # Milliseconds per call measured by select_kernels: {"batch_norm": [replacement, stock], ...}.
     measured_ms: dict = dataclasses.field(default_factory=dict, compare=False)
 
     @classmethod
-    def stock(cls, augmentation: str = "pipeline") -> Kernels:
-        return cls(batch_norm="stock", optimizer="stock", normalization="stock", augmentation=augmentation)
+    def stock(cls, augmentation: str = "pipeline", data: str = "host") -> Kernels:
+        return cls(
+            batch_norm="stock", optimizer="stock", normalization="stock", augmentation=augmentation, data=data
+        )
 
     @classmethod
     def for_backend(cls) -> Kernels:
@@ -64,8 +72,12 @@ class Kernels:
 
     @classmethod
     def backend_neutral(cls) -> Kernels:
-        """Stock Keras throughout, augmentation inside the step: what every non-TensorFlow backend uses."""
-        return cls.stock(augmentation="step")
+        """Stock Keras throughout, augmentation inside the step: what every non-TensorFlow backend uses;
+        on JAX the split on the device (DEVICE_RESIDENT_ON_JAX)."""
+        import keras
+
+        data = "device" if keras.backend.backend() == "jax" and DEVICE_RESIDENT_ON_JAX else "host"
+        return cls.stock(augmentation="step", data=data)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

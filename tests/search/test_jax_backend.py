@@ -23,10 +23,13 @@ def test_hypercnn_run_on_jax_needs_no_tensorflow(tmp_path: Path, tiny_npz: Path,
     flags = ["--data", str(tiny_npz), "--out", str(run), "--cache-dir", str(tmp_path / "cache")]
     flags += ["--space", "fast", "--max-epochs", "1", "--factor", "2"]
     flags += ["--val-size", "40", "--test-size", "40"]
-    assert main(["run", *flags, "--time-budget", "3m", "--progress", "off"]) == 0
+    assert main(["run", *flags, "--time-budget", "80s", "--progress", "off"]) == 0
     out = capsys.readouterr().out
     assert "Keras backend jax" in out and "exporting the model: best.keras\n" in out
     assert "tensorflow" not in sys.modules
+    # The split lived on the device, each step gathered from it (spaces.device_loop).
+    env = json.loads((run / "env.json").read_text())
+    assert env["hardware"]["kernels"]["data"] == "device", env["hardware"]["kernels"]
     metrics = json.loads((run / "report" / "metrics.json").read_text())
     assert metrics["test_images"] == 40 and 0.0 <= metrics["test_accuracy"] <= 1.0
     described = json.loads((run / "model" / "model.json").read_text())

@@ -1,0 +1,145 @@
+"""spaces.device_loop: the split on the device, many steps per compiled call (JAX).
+
+The index plan runs on any backend; the training loop itself is JAX's and runs in make test's JAX
+part. There it must train exactly what Keras's own loop trains from host batches (same batches,
+same steps, same weights), score validation exactly as Keras's evaluate does, and leave the model
+as it found it (no data in it, its own train and test functions back).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from search.pipeline import ArrayBatches
+from spaces.device_loop import TrainingCalls, ValidationCalls
+
+pytestmark = pytest.mark.backend_neutral
+
+on_jax = pytest.mark.skipif(keras.backend.backend() != "jax", reason="the device loop is JAX's")
+
+
+def test_each_epoch_covers_every_image_in_fixed_shapes_and_reshuffles() -> None:
+    calls = TrainingCalls(size=1000, batch_size=64, steps_per_call=6, shuffle=True, seed=3)
+    # 16 steps (the last batch of 40 filled up to 64) in calls of 6, 6 and 4 that run.
+    assert len(calls) == 3
+    epochs = []
+    for _ in range(2):
+        items = [calls[i] for i in range(len(calls))]
+        assert all(indices.shape == (6, 64) and indices.dtype == np.int32 for indices, _ in items)
+        assert [int(active.sum()) for _, active in items] == [6, 6, 4]
+        used = np.concatenate([indices[active].ravel() for indices, active in items])
+        assert len(used) == 16 * 64 and set(used.tolist()) == set(range(1000))
+        # The first 1,000 are a permutation; the 24 that fill the last batch repeat its start.
+        assert sorted(used[:1000].tolist()) == list(range(1000))
+        np.testing.assert_array_equal(used[1000:], used[:24])
+        epochs.append(used)
+        calls.on_epoch_end()
+    assert not np.array_equal(epochs[0], epochs[1])
+    again = TrainingCalls(size=1000, batch_size=64, steps_per_call=6, shuffle=True, seed=3)
+    np.testing.assert_array_equal(
+        np.concatenate([again[i][0][again[i][1]].ravel() for i in range(3)]), epochs[0]
+    )
+
+
+def test_validation_sees_every_image_once_in_order() -> None:
+    calls = ValidationCalls(size=300, batch_size=64)
+    assert [c[0].shape for c in (calls[0], calls[1])] == [(4, 64), (1, 44)]
+    np.testing.assert_array_equal(
+        np.concatenate([c[0].ravel() for c in (calls[0], calls[1])]), np.arange(300)
+    )
+    assert len(ValidationCalls(size=128, batch_size=64)) == 1
+    # One batch a call (a CPU): five calls, the remainder last.
+    single = ValidationCalls(size=300, batch_size=64, batches_per_call=1)
+    assert [single[i][0].shape for i in range(len(single))] == [(1, 64)] * 4 + [(1, 44)]
+
+
+def small_model(seed: int) -> keras.Model:
+    """uint8 in, batch norm (moving statistics), dropout off: every step's update is deterministic."""
+    keras.utils.set_random_seed(seed)
+    images = keras.Input((8, 8, 3), dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(images)
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(images, outputs)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=4,
+    )
+    return model
+
+
+def toy_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, count)
+    images = rng.integers(0, 120, (count, 8, 8, 3)) + 60 * np.eye(3, dtype=int)[labels][:, None, None, :]
+    return images.astype(np.uint8), labels
+
+
+@on_jax
+@pytest.mark.parametrize("steps_per_call", [1, 2])
+def test_the_device_loop_trains_and_validates_exactly_as_kerass_own_loop(steps_per_call: int) -> None:
+    from spaces.device_loop import fit_on_device
+
+    # 5 steps of 32: one step a call (a CPU's way), or calls of 2 steps, the last with an idle step.
+    x, y = toy_split(5 * 32, seed=0)
+    x_val, y_val = toy_split(70, seed=1)  # 2 full batches and a remainder of 6
+
+    def batches() -> tuple[ArrayBatches, ArrayBatches]:
+        return ArrayBatches(x, y, 3, 32, shuffle=False, seed=0), ArrayBatches(x_val, y_val, 3, 32, False, 0)
+
+    host = small_model(seed=0)
+    train, val = batches()
+    host_history = host.fit(train, validation_data=val, epochs=2, shuffle=False, verbose=0).history
+    device = small_model(seed=0)
+    train, val = batches()
+    device_history = fit_on_device(
+        device, train, validation_data=val, steps_per_call=steps_per_call, epochs=2, verbose=0
+    ).history
+
+    for mine, theirs in zip(device.get_weights(), host.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-5)
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(device_history[name], host_history[name], rtol=1e-4, atol=1e-5)
+    # 10 optimizer steps: an idle step at an epoch's end changed nothing.
+    assert int(device.optimizer.iterations) == int(host.optimizer.iterations) == 10
+    # The model is left as Keras made it: no data among its variables, its own loops back.
+    assert len(device.variables) == len(host.variables)
+    assert device.steps_per_execution == 4
+    np.testing.assert_allclose(
+        device.evaluate(x_val, keras.utils.to_categorical(y_val, 3), verbose=0),
+        [device_history["val_loss"][-1], device_history["val_accuracy"][-1]],
+        rtol=1e-4,
+    )
+
+
+@on_jax
+def test_a_search_space_on_jax_trains_from_the_device_and_learns() -> None:
+    """The space's own fit chooses the device loop on JAX (spaces.kernels), with the model's in-step
+    augmentation: the fast space learns the overlapping-colour task as the TensorFlow paths do."""
+    import keras_tuner as kt
+
+    from spaces import get_space
+    from spaces.base import DataSpec
+    from spaces.kernels import Kernels
+    from tests.spaces.colours import overlapping_colours
+
+    assert Kernels.for_backend().data == "device"
+    x, y = overlapping_colours(1200, seed=0)
+    x_test, y_test = overlapping_colours(600, seed=1)
+    keras.utils.set_random_seed(0)
+    space = get_space("fast")(DataSpec(num_classes=4, train_size=len(x), batch_size=64), fit_verbose=0)
+    hp = kt.HyperParameters()
+    hp.Fixed("width", 16)
+    hp.values["tuner/epochs"] = 4
+    model = space.build(hp)
+    history = space.fit(hp, model, ArrayBatches(x, y, 4, 64, shuffle=True, seed=0), epochs=4)
+    assert int(model.optimizer.iterations) == 4 * 19  # ceil(1200 / 64) steps per epoch
+    accuracy = float((model.predict(x_test, verbose=0).argmax(1) == y_test).mean())
+    # The TensorFlow paths measured 0.71-0.72 here (tests/spaces/test_fast_path.py).
+    assert accuracy > 0.6, (accuracy, history.history)
