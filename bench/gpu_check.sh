@@ -3,7 +3,8 @@
 # in stages, each writing its results under $OUT as it finishes, so a failed stage still returns the
 # ones before it. Stages: the device, the backend-neutral tests on the GPU, training throughput of the
 # fast and resnet defaults (images/s and MFU against the GPU's measured conv peak in the dtype used,
-# with the GPU's busy share sampled by nvidia-smi), then `hypercnn run` (search + final training +
+# the device-resident loop against host batches, XLA compile seconds, the GPU's busy share sampled
+# by nvidia-smi), then `hypercnn run` (search + final training +
 # report) on the CIFAR-10 training zip with a test split carved from it. Under 5 minutes in all.
 #
 # Here, first: bash bench/gpu_wheels.sh (wheels into .whl/, the zip into .data/, both git-excluded).
@@ -41,8 +42,8 @@ $PY -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras',
   >> "$OUT/gpu.csv" 2>&1
 
 stage tests $PY -m pytest -q -p no:cacheprovider -m backend_neutral \
-  tests/spaces/test_augment_ops.py tests/spaces/test_batch_stats.py tests/spaces/test_spaces.py \
-  tests/search/test_jax_backend.py
+  tests/spaces/test_augment_ops.py tests/spaces/test_batch_stats.py tests/spaces/test_device_loop.py \
+  tests/spaces/test_spaces.py tests/search/test_jax_backend.py
 
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 250 \
   > "$OUT/busy.csv" 2>/dev/null &

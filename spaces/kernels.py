@@ -34,7 +34,9 @@ from search.errors import HyperCNNError
 KEEP_IF_FASTER = 0.9
 TIMING_REPEATS = 7
 CACHE_VERSION = 1
-# JAX trains from the split on the device (spaces.device_loop) rather than from host batches: PLACEHOLDER
+# JAX trains from the split on the device (spaces.device_loop) rather than from Keras's loop fed host
+# batches: on 2 AVX2 cores 1.3x the images/s for the fast defaults and the same for resnet's
+# (results/bench_device_loop.csv); on a GPU the host loop starves (issue #13), not yet measured.
 DEVICE_RESIDENT_ON_JAX = True
 # This process's measurements by machine key: a search, its retrain and the tests measure once.
 _MEASURED: dict[str, dict[str, list[float]]] = {}
@@ -179,10 +181,19 @@ def _machine_key(precision: str) -> str:
     return hashlib.sha256(facts.encode()).hexdigest()[:16]
 
 
+def augmentation_for_devices(kernels: Kernels, gpus: int) -> Kernels:
+    """With a GPU, TensorFlow augments inside the compiled step too: tf.data's host-side augmentation
+    manages a few thousand images/s per core, where one GPU trains the fast space at over 100,000
+    (airbench: 155,000 on an A100). The host then only batches uint8 images, 3 KB each."""
+    return dataclasses.replace(kernels, augmentation="step") if gpus else kernels
+
+
 def select_kernels(precision: str, cache_dir: str | Path | None = None, choice: str = "auto") -> Kernels:
     """The one place that decides the kernels: "auto" measures this machine (once; cached),
     "stock" and "fused" force one side (for benchmarks and A/B runs). Off TensorFlow: stock."""
     import keras
+
+    from search.hardware import detect_gpus
 
     if keras.backend.backend() != "tensorflow":
         if choice == "fused":
@@ -191,6 +202,10 @@ def select_kernels(precision: str, cache_dir: str | Path | None = None, choice: 
                 f"{keras.backend.backend()}); use --kernels auto or stock"
             )
         return Kernels.backend_neutral()
+    return augmentation_for_devices(_tensorflow_kernels(precision, cache_dir, choice), len(detect_gpus()))
+
+
+def _tensorflow_kernels(precision: str, cache_dir: str | Path | None, choice: str) -> Kernels:
     if choice == "stock":
         return Kernels.stock()
     if choice == "fused":

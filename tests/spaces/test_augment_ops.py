@@ -135,3 +135,14 @@ def test_the_layer_augments_only_in_training_and_exports_drop_it() -> None:
     np.testing.assert_allclose(
         shipped.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
     )
+
+
+def test_a_gpu_moves_augmentation_into_the_training_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU here: the lookup is replaced to say one is present; the choice after it is the real one."""
+    from search import hardware
+    from spaces.kernels import select_kernels
+
+    assert select_kernels("float32", None, "stock").augmentation == Kernels.for_backend().augmentation
+    monkeypatch.setattr(hardware, "detect_gpus", lambda: ["/device:GPU:0"])
+    on_gpu = select_kernels("float32", None, "stock")
+    assert on_gpu.augmentation == "step" and on_gpu.batch_norm == "stock"
