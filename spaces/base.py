@@ -134,8 +134,15 @@ class SpaceHyperModel(kt.HyperModel):
             from search.pipeline import ArrayBatches
             from spaces.device_loop import fit_on_device  # JAX only (spaces.kernels)
 
-            if isinstance(x, ArrayBatches):
-                return fit_on_device(model, x, *args, **kwargs)
+            # HyperCNN's own batches go to the device; anything else (arrays a user passes) takes
+            # Keras's loop.
+            validation = kwargs.get("validation_data")
+            if (
+                isinstance(x, ArrayBatches)
+                and not args
+                and (validation is None or isinstance(validation, ArrayBatches))
+            ):
+                return fit_on_device(model, x, **kwargs)
         augments_in_pipeline = (
             not self.plain_keras and self.kernels.augmentation == "pipeline" and self.augmentation(hp).active
         )

@@ -143,3 +143,27 @@ def test_a_search_space_on_jax_trains_from_the_device_and_learns() -> None:
     accuracy = float((model.predict(x_test, verbose=0).argmax(1) == y_test).mean())
     # The TensorFlow paths measured 0.71-0.72 here (tests/spaces/test_fast_path.py).
     assert accuracy > 0.6, (accuracy, history.history)
+
+
+@on_jax
+def test_arrays_a_user_passes_take_kerass_own_loop() -> None:
+    """Only HyperCNN's own batches (search.pipeline.ArrayBatches) go to the device: with validation
+    arrays beside them, Keras's loop trains on the host batches."""
+    import keras_tuner as kt
+
+    from spaces.base import DataSpec, SpaceHyperModel
+    from tests.spaces.colours import overlapping_colours
+
+    class OneConv(SpaceHyperModel):
+        def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
+            return keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
+
+    space = OneConv(DataSpec(num_classes=4, train_size=64, batch_size=32), fit_verbose=0)
+    assert space.kernels.data == "device"
+    hp = kt.HyperParameters()
+    hp.values["tuner/epochs"] = 1
+    model = space.build(hp)
+    x, y = overlapping_colours(64, seed=0)
+    validation = (x[:16], keras.utils.to_categorical(y[:16], 4))
+    history = space.fit(hp, model, ArrayBatches(x, y, 4, 32, True, 0), validation_data=validation, epochs=1)
+    assert int(model.optimizer.iterations) == 2 and "val_accuracy" in history.history
