@@ -158,39 +158,31 @@ def bench_space(
 
     fits = {f"plain {precision}": plain_fit(plain_model) for precision, plain_model in plain_models.items()}
     fits["hypercnn"] = lambda epoch: hypermodel.fit(hp, model, dataset, initial_epoch=epoch, epochs=epoch + 1)
+
+    def variant_fit(**changes: str):
+        """HyperCNN's path with one kernel choice changed, its model built and stepped alike."""
+        variant = space(
+            spec,
+            jit_compile=acceleration.jit_compile,
+            fit_verbose=0,
+            precision=acceleration.precision,
+            kernels=dataclasses.replace(kernels, **changes),
+        )
+        keras.utils.set_random_seed(0)
+        variant_model = variant.build(hp)
+        variant_model.steps_per_execution = model.steps_per_execution
+        variant_data = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
+        return lambda epoch: variant.fit(
+            hp, variant_model, variant_data, initial_epoch=epoch, epochs=epoch + 1
+        )
+
     if kernels.augmentation == "pipeline":
         # Where to augment, measured: the same path with the augmentation inside the training step
         # (keras.ops, as on JAX and GPUs) instead of in tf.data.
-        in_step = space(
-            spec,
-            jit_compile=acceleration.jit_compile,
-            fit_verbose=0,
-            precision=acceleration.precision,
-            kernels=dataclasses.replace(kernels, augmentation="step"),
-        )
-        keras.utils.set_random_seed(0)
-        in_step_model = in_step.build(hp)
-        in_step_model.steps_per_execution = model.steps_per_execution
-        in_step_data = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
-        fits["hypercnn in-step augmentation"] = lambda epoch: in_step.fit(
-            hp, in_step_model, in_step_data, initial_epoch=epoch, epochs=epoch + 1
-        )
+        fits["hypercnn in-step augmentation"] = variant_fit(augmentation="step")
     if kernels.data == "device":
         # Where the data lives, measured: the same path fed batches from the host by Keras's own loop.
-        host = space(
-            spec,
-            jit_compile=acceleration.jit_compile,
-            fit_verbose=0,
-            precision=acceleration.precision,
-            kernels=dataclasses.replace(kernels, data="host"),
-        )
-        keras.utils.set_random_seed(0)
-        host_model = host.build(hp)
-        host_model.steps_per_execution = model.steps_per_execution
-        host_data = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
-        fits["hypercnn host batches"] = lambda epoch: host.fit(
-            hp, host_model, host_data, initial_epoch=epoch, epochs=epoch + 1
-        )
+        fits["hypercnn host batches"] = variant_fit(data="host")
     seconds = interleaved_epoch_seconds(fits, warmup, timed)
     rates = {name: len(x) * timed / sum(times[warmup:]) for name, times in seconds.items()}
     # The first epoch also compiles (XLA on JAX, tracing on TensorFlow): its excess over a steady one.

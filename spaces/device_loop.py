@@ -78,20 +78,24 @@ def device_split(batches: Any) -> DeviceSplit:
 class TrainingCalls(keras.utils.PyDataset):
     """Per call: the batch indices of its steps (steps x batch, int32) and which steps run.
 
-    An epoch is a fresh permutation (seeded), its last batch filled up from the permutation's start
-    so every step has the same shape; its last call's unused steps are marked off, not dropped, so
-    one compiled call serves the whole fit."""
+    Epoch e's order is a permutation seeded by (seed, e), so a later fit that starts at epoch e (a
+    promotion trained on in memory, a resumed trial) gets the order an unbroken one would have. The
+    last batch is filled up from the permutation's start so every step has the same shape; the last
+    call's unused steps are marked off, not dropped, so one compiled call serves the whole fit."""
 
     def __init__(self, size: int, batch_size: int, steps_per_call: int, shuffle: bool, seed: int) -> None:
         super().__init__()
-        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.steps = math.ceil(size / batch_size)
         self.steps_per_call = max(1, min(steps_per_call, self.steps))
-        self.rng = np.random.default_rng(seed)
-        self._new_epoch()
+        self.next_epoch = 0
+        self.on_epoch_begin()
 
-    def _new_epoch(self) -> None:
-        order = self.rng.permutation(self.size) if self.shuffle else np.arange(self.size)
+    def on_epoch_begin(self) -> None:
+        """Keras calls this once before each epoch (before the first, when fit starts)."""
+        epoch, self.next_epoch = self.next_epoch, self.next_epoch + 1
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
         filled = np.resize(order, self.steps * self.batch_size)  # repeats from the start
         self.batches = filled.reshape(self.steps, self.batch_size).astype("int32")
 
@@ -104,13 +108,9 @@ class TrainingCalls(keras.utils.PyDataset):
         active = np.ones(self.steps_per_call, dtype=bool)
         if len(chosen) < self.steps_per_call:  # the epoch's last call: the rest of its steps idle
             active[len(chosen) :] = False
-            chosen = np.concatenate(
-                [chosen, np.zeros_like(self.batches[: self.steps_per_call - len(chosen)])]
-            )
+            idle = np.zeros((self.steps_per_call - len(chosen), self.batch_size), dtype="int32")
+            chosen = np.concatenate([chosen, idle])
         return chosen, active
-
-    def on_epoch_end(self) -> None:
-        self._new_epoch()
 
 
 class ValidationCalls(keras.utils.PyDataset):
@@ -240,6 +240,8 @@ def fit_on_device(
     images, labels = batches[0]
     compat.build_for_fit(model, images[:1], labels[:1])
     calls = TrainingCalls(train.size, batches.batch_size, steps_per_call, batches.shuffle, batches.seed)
+    # Keras's fit begins the first epoch itself (on_epoch_begin): with its order, not epoch 0's.
+    calls.next_epoch = fit_kwargs.get("initial_epoch", 0)
     validation_calls = None
     if validation is not None:
         validation_calls = ValidationCalls(validation.size, validation_data.batch_size, steps_per_call)

@@ -25,7 +25,9 @@ def test_each_epoch_covers_every_image_in_fixed_shapes_and_reshuffles() -> None:
     # 16 steps (the last batch of 40 filled up to 64) in calls of 6, 6 and 4 that run.
     assert len(calls) == 3
     epochs = []
-    for _ in range(2):
+    for epoch in range(2):
+        if epoch:
+            calls.on_epoch_begin()  # as Keras's fit does before each later epoch
         items = [calls[i] for i in range(len(calls))]
         assert all(indices.shape == (6, 64) and indices.dtype == np.int32 for indices, _ in items)
         assert [int(active.sum()) for _, active in items] == [6, 6, 4]
@@ -35,7 +37,6 @@ def test_each_epoch_covers_every_image_in_fixed_shapes_and_reshuffles() -> None:
         assert sorted(used[:1000].tolist()) == list(range(1000))
         np.testing.assert_array_equal(used[1000:], used[:24])
         epochs.append(used)
-        calls.on_epoch_end()
     assert not np.array_equal(epochs[0], epochs[1])
     again = TrainingCalls(size=1000, batch_size=64, steps_per_call=6, shuffle=True, seed=3)
     np.testing.assert_array_equal(
@@ -116,6 +117,22 @@ def test_the_device_loop_trains_and_validates_exactly_as_kerass_own_loop(steps_p
         [device_history["val_loss"][-1], device_history["val_accuracy"][-1]],
         rtol=1e-4,
     )
+
+
+@on_jax
+def test_a_second_fit_continues_the_shuffling_where_the_first_stopped() -> None:
+    """A promotion trains on in memory: its epochs must not replay its parent's order."""
+    from spaces.device_loop import fit_on_device
+
+    x, y = toy_split(4 * 32, seed=0)
+    once = small_model(seed=0)
+    fit_on_device(once, ArrayBatches(x, y, 3, 32, True, 5), steps_per_call=1, epochs=2, verbose=0)
+    twice = small_model(seed=0)
+    batches = ArrayBatches(x, y, 3, 32, True, 5)
+    fit_on_device(twice, batches, steps_per_call=1, epochs=1, verbose=0)
+    fit_on_device(twice, batches, steps_per_call=1, initial_epoch=1, epochs=2, verbose=0)
+    for a, b in zip(twice.get_weights(), once.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 @on_jax
