@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -197,49 +198,42 @@ def throughput_table(table: pd.DataFrame) -> str:
     return provenance(table, extra) + "\n\n" + markdown(header, rows)
 
 
-def augmentation_placement_table(table: pd.DataFrame) -> str:
-    """Where training images are augmented on this machine: in tf.data or inside the training step."""
+def paired_paths_table(
+    table: pd.DataFrame, baseline: str, variant: str, header: list[str], more: Callable[[Any], list[str]]
+) -> str:
+    """Two HyperCNN paths timed in one run, epochs interleaved: a row per space that ran both, with
+    their images/s, the variant's ratio to the baseline, and `more` columns."""
     rows = [
         [
             f"`{row.space}`",
             str(row.backend),
-            _number(row.hypercnn_images_per_s),
-            _number(row.hypercnn_in_step_augmentation_images_per_s),
-            f"{row.hypercnn_in_step_augmentation_images_per_s / row.hypercnn_images_per_s:.2f}x",
+            _number(getattr(row, baseline)),
+            _number(getattr(row, variant)),
+            f"{getattr(row, variant) / getattr(row, baseline):.2f}x",
+            *more(row),
         ]
         for row in table.itertuples()
-        if not pd.isna(row.hypercnn_in_step_augmentation_images_per_s)
+        if not pd.isna(getattr(row, baseline)) and not pd.isna(getattr(row, variant))
     ]
+    extra = f"; {table.iloc[0]['precision']}, epochs interleaved"
+    return provenance(table, extra) + "\n\n" + markdown(["space (defaults)", "backend", *header], rows)
+
+
+def augmentation_placement_table(table: pd.DataFrame) -> str:
+    """Where training images are augmented on this machine: in tf.data or inside the training step."""
     header = [
-        "space (defaults)",
-        "backend",
         "augmentation in tf.data, img/s",
         "augmentation inside the training step, img/s",
         "in-step / tf.data",
     ]
-    extra = f"; {table.iloc[0]['precision']}, epochs interleaved"
-    return provenance(table, extra) + "\n\n" + markdown(header, rows)
+    return paired_paths_table(
+        table, "hypercnn_images_per_s", "hypercnn_in_step_augmentation_images_per_s", header, lambda row: []
+    )
 
 
 def device_loop_table(table: pd.DataFrame) -> str:
     """Where the training data lives on JAX: the device (spaces.device_loop) or host batches."""
-    rows = [
-        [
-            f"`{row.space}`",
-            str(row.backend),
-            _number(row.hypercnn_host_batches_images_per_s),
-            _number(row.hypercnn_images_per_s),
-            f"{row.hypercnn_images_per_s / row.hypercnn_host_batches_images_per_s:.2f}x",
-            _number(row.plain_float32_images_per_s),
-            _number(row.compile_s),
-            f"{100 * row.mfu_vs_measured_peak:.1f} %",
-        ]
-        for row in table.itertuples()
-        if not pd.isna(row.hypercnn_host_batches_images_per_s)
-    ]
     header = [
-        "space (defaults)",
-        "backend",
         "host batches (Keras's loop), img/s",
         "split on the device, img/s",
         "device / host",
@@ -247,8 +241,17 @@ def device_loop_table(table: pd.DataFrame) -> str:
         "first epoch's compile, s",
         "MFU (device loop)",
     ]
-    extra = f"; {table.iloc[0]['precision']}, epochs interleaved"
-    return provenance(table, extra) + "\n\n" + markdown(header, rows)
+
+    def more(row: Any) -> list[str]:
+        return [
+            _number(row.plain_float32_images_per_s),
+            _number(row.compile_s),
+            f"{100 * row.mfu_vs_measured_peak:.1f} %",
+        ]
+
+    return paired_paths_table(
+        table, "hypercnn_host_batches_images_per_s", "hypercnn_images_per_s", header, more
+    )
 
 
 def flip_averaging_table(table: pd.DataFrame) -> str:
