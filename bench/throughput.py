@@ -149,7 +149,7 @@ def bench_space(
     model = hypermodel.build(hp)
     if steps_per_call:  # an A/B of HyperCNN's choice; read when fit() first traces the step
         model.steps_per_execution = steps_per_call
-    dataset = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
+    dataset = make_dataset(x, y, classes, batch_size, True, 0, kernels.data == "device")
 
     def plain_fit(plain_model):
         return lambda epoch: plain_model.fit(
@@ -171,7 +171,8 @@ def bench_space(
         keras.utils.set_random_seed(0)
         variant_model = variant.build(hp)
         variant_model.steps_per_execution = model.steps_per_execution
-        variant_data = make_dataset(x, y, classes, batch_size, shuffle=True, seed=0)
+        on_device = changes.get("data", kernels.data) == "device"
+        variant_data = make_dataset(x, y, classes, batch_size, True, 0, on_device)
         return lambda epoch: variant.fit(
             hp, variant_model, variant_data, initial_epoch=epoch, epochs=epoch + 1
         )
@@ -183,6 +184,9 @@ def bench_space(
     if kernels.data == "device":
         # Where the data lives, measured: the same path fed batches from the host by Keras's own loop.
         fits["hypercnn host batches"] = variant_fit(data="host")
+    else:
+        # And on TensorFlow without a GPU: the same path with the split on the device instead.
+        fits["hypercnn device loop"] = variant_fit(augmentation="step", data="device")
     seconds = interleaved_epoch_seconds(fits, warmup, timed)
     rates = {name: len(x) * timed / sum(times[warmup:]) for name, times in seconds.items()}
     # The first epoch also compiles (XLA on JAX, tracing on TensorFlow): its excess over a steady one.
@@ -192,6 +196,7 @@ def bench_space(
     fast = rates["hypercnn"]
     in_step_rate = rates.get("hypercnn in-step augmentation")
     host_rate = rates.get("hypercnn host batches")
+    device_rate = rates.get("hypercnn device loop")
     train_flops = 3 * forward_flops(model) - stem_input_gradient_flops(model)
     return {
         "space": name,
@@ -206,6 +211,8 @@ def bench_space(
         # Blank where the path's data already comes from the host (TensorFlow): on JAX, Keras's own
         # loop fed host batches, against the device-resident loop of the hypercnn column.
         "hypercnn_host_batches_images_per_s": host_rate and round(host_rate, 1),
+        # Blank where the path's data already lives on the device: the device loop (spaces.device_loop).
+        "hypercnn_device_loop_images_per_s": device_rate and round(device_rate, 1),
         "compile_s": round(compile_s, 1),
         # The headline: HyperCNN against plain Keras in the same precision.
         "speedup_same_precision": round(fast / plain_same, 3),

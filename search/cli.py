@@ -63,6 +63,11 @@ def add_search_arguments(search: argparse.ArgumentParser) -> None:
         help="auto (time fused against stock Keras kernels on this machine, keep the faster) | fused | stock",
     )
     search.add_argument(
+        "--data-on",
+        default="auto",
+        help="where the training split lives: auto (the device with a GPU or on JAX) | host | device",
+    )
+    search.add_argument(
         "--sampler",
         default="random",
         help="new configurations after the portfolio: random | model (BOHB-style TPE); default random",
@@ -223,6 +228,7 @@ def config_from_args(args: argparse.Namespace):
         precision=args.precision,
         jit_compile=args.jit_compile,
         kernels=args.kernels,
+        data_on=args.data_on,
         progress=args.progress,
         max_consecutive_failed_trials=args.max_failed_trials,
         flip_averaging=args.flip_averaging,

@@ -96,6 +96,9 @@ class SearchConfig:
     jit_compile: str = "auto"
     # "auto": spaces.kernels times fused against stock kernels on this machine and keeps the faster.
     kernels: str = "auto"
+    # Where the training split lives: "auto" (on the device with a GPU, or on JAX; spaces.kernels),
+    # "host" (batches copied from the host each step) or "device" (spaces.device_loop).
+    data_on: str = "auto"
     max_consecutive_failed_trials: int = 3
     # Keras progress output: "auto" = bar on a terminal, one line per epoch otherwise.
     progress: str = "auto"
@@ -142,6 +145,8 @@ class SearchConfig:
             )
         if self.kernels not in ("auto", "fused", "stock"):
             raise HyperCNNError(f"--kernels {self.kernels!r} is unknown; use auto, fused or stock")
+        if self.data_on not in ("auto", "host", "device"):
+            raise HyperCNNError(f"--data-on {self.data_on!r} is unknown; use auto, host or device")
         if self.jit_compile not in ("auto", "on", "off"):
             raise HyperCNNError(f"--jit-compile {self.jit_compile!r} is unknown; use auto, on or off")
         if self.progress not in ("auto", "bar", "epoch", "off"):
@@ -217,6 +222,7 @@ class SearchConfig:
             "out",
             "flip_averaging",
             "kernels",
+            "data_on",
             "workers",
             "listen",
             "lease_s",

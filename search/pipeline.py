@@ -2,7 +2,8 @@
 
 On TensorFlow, a tf.data pipeline (its augmentation stage is added by the space's fit). On any
 other backend, a keras.utils.PyDataset over the arrays, so nothing imports TensorFlow; there the
-model augments inside its training step (spaces.augment_ops).
+model augments inside its training step (spaces.augment_ops). Where the split lives on the device
+(spaces.device_loop, any backend), the same PyDataset: the loop takes its arrays from it.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ def make_dataset(
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
+    on_device: bool = False,
 ) -> Any:
-    """Images stay uint8 until they reach the model, which rescales them itself."""
-    if keras.backend.backend() != "tensorflow":
+    """Images stay uint8 until they reach the model, which rescales them itself. `on_device` (the
+    kernels' data is "device"): the arrays as they are, for spaces.device_loop to copy to the device."""
+    if on_device or keras.backend.backend() != "tensorflow":
         return ArrayBatches(x, y, num_classes, batch_size, shuffle, seed)
     return tf_dataset(x, y, num_classes, batch_size, shuffle, seed)
 

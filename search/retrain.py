@@ -221,7 +221,8 @@ def retrain_best(
     hp = best.hyperparameters.copy()
     hp.values["tuner/epochs"] = epochs
     model = hypermodel.build(hp)
-    train = make_dataset(x, y, len(splits.class_names), config.batch_size, shuffle=True, seed=config.seed)
+    on_device = hypermodel.kernels.data == "device"
+    train = make_dataset(x, y, len(splits.class_names), config.batch_size, True, config.seed, on_device)
     print(
         f"retraining trial {best.trial_id} on train+validation ({len(y)} images) for {epochs} epoch(s)",
         flush=True,

@@ -90,7 +90,7 @@ def build_hypermodel(config: SearchConfig, spec: DataSpec) -> SpaceHyperModel:
         jit_compile=acceleration.jit_compile,
         fit_verbose=fit_verbosity(config.progress),
         precision=acceleration.precision,
-        kernels=select_kernels(acceleration.precision, config.cache_dir, config.kernels),
+        kernels=select_kernels(acceleration.precision, config.cache_dir, config.kernels, config.data_on),
         extra_metrics=get_objective(config.objective).extra_metrics,
     )
 
@@ -195,7 +195,9 @@ def _search(
                 "gpus": acceleration.gpus,
                 "precision": acceleration.precision,
                 "jit_compile": acceleration.jit_compile,
-                "kernels": select_kernels(acceleration.precision, config.cache_dir, config.kernels).to_dict(),
+                "kernels": select_kernels(
+                    acceleration.precision, config.cache_dir, config.kernels, config.data_on
+                ).to_dict(),
             },
             data={
                 "source": config.data,
@@ -222,10 +224,11 @@ def _search(
             tuner.after_trial(trial)
     splits = loaded.splits
     num_classes = len(splits.class_names)
+    on_device = tuner.hypermodel.kernels.data == "device"
     train = make_dataset(
-        splits.x_train, splits.y_train, num_classes, config.batch_size, shuffle=True, seed=config.seed
+        splits.x_train, splits.y_train, num_classes, config.batch_size, True, config.seed, on_device
     )
-    validation = make_dataset(splits.x_val, splits.y_val, num_classes, config.batch_size)
+    validation = make_dataset(splits.x_val, splits.y_val, num_classes, config.batch_size, on_device=on_device)
     budget = f", time budget {config.time_budget_s / 60:.1f} min" if deadline else ""
     print(
         f"searching space '{config.space}' with Hyperband (max_epochs {config.max_epochs}, "

@@ -124,10 +124,11 @@ def run_worker(
     write_json(run.workers_dir / f"{name}.json", _describe_worker(tuner_id, threads))
     splits = loaded.splits
     num_classes = len(splits.class_names)
+    on_device = tuner.hypermodel.kernels.data == "device"
     train = make_dataset(
-        splits.x_train, splits.y_train, num_classes, config.batch_size, shuffle=True, seed=config.seed
+        splits.x_train, splits.y_train, num_classes, config.batch_size, True, config.seed, on_device
     )
-    validation = make_dataset(splits.x_val, splits.y_val, num_classes, config.batch_size)
+    validation = make_dataset(splits.x_val, splits.y_val, num_classes, config.batch_size, on_device=on_device)
     print(
         f"{tuner_id} joined the chief at {chief}; {training_device_line(choose_acceleration(config))}",
         flush=True,

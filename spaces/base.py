@@ -132,7 +132,7 @@ class SpaceHyperModel(kt.HyperModel):
         kwargs["verbose"] = self.fit_verbose
         if self.kernels.data == "device":
             from search.pipeline import ArrayBatches
-            from spaces.device_loop import fit_on_device  # JAX only (spaces.kernels)
+            from spaces.device_loop import fit_on_device
 
             # HyperCNN's own batches go to the device; anything else (arrays a user passes) takes
             # Keras's loop.

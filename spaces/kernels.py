@@ -37,6 +37,7 @@ CACHE_VERSION = 1
 # JAX trains from the split on the device (spaces.device_loop) rather than from Keras's loop fed host
 # batches: on 2 AVX2 cores 1.3x the images/s for the fast defaults and the same for resnet's
 # (results/bench_device_loop.csv); on a GPU the host loop starves (issue #13), not yet measured.
+# TensorFlow does so where there is a GPU (placement_for_devices).
 DEVICE_RESIDENT_ON_JAX = True
 # This process's measurements by machine key: a search, its retrain and the tests measure once.
 _MEASURED: dict[str, dict[str, list[float]]] = {}
@@ -54,7 +55,7 @@ class Kernels:
     augmentation: str = "pipeline"
     # Where the training split lives: "host" (each step's batch copied from the host: tf.data or a
     # PyDataset) or "device" (the whole uint8 split on the device, each batch gathered inside a
-    # compiled many-step loop: spaces.device_loop, JAX only; its augmentation is "step").
+    # compiled many-step loop: spaces.device_loop, JAX or TensorFlow; its augmentation is "step").
     data: str = "host"
     # Milliseconds per call measured by select_kernels: {"batch_norm": [replacement, stock], ...}.
     measured_ms: dict = dataclasses.field(default_factory=dict, compare=False)
@@ -181,16 +182,19 @@ def _machine_key(precision: str) -> str:
     return hashlib.sha256(facts.encode()).hexdigest()[:16]
 
 
-def augmentation_for_devices(kernels: Kernels, gpus: int) -> Kernels:
-    """With a GPU, TensorFlow augments inside the compiled step too: tf.data's host-side augmentation
-    manages a few thousand images/s per core, where one GPU trains the fast space at over 100,000
-    (airbench: 155,000 on an A100). The host then only batches uint8 images, 3 KB each."""
-    return dataclasses.replace(kernels, augmentation="step") if gpus else kernels
+def placement_for_devices(kernels: Kernels, gpus: int) -> Kernels:
+    """With a GPU, TensorFlow trains from the split on the device too, augmenting inside the compiled
+    step (spaces.device_loop): tf.data's host-side augmentation manages a few thousand images/s per
+    core, where one GPU trains the fast space at over 100,000 (airbench: 155,000 on an A100)."""
+    return dataclasses.replace(kernels, augmentation="step", data="device") if gpus else kernels
 
 
-def select_kernels(precision: str, cache_dir: str | Path | None = None, choice: str = "auto") -> Kernels:
+def select_kernels(
+    precision: str, cache_dir: str | Path | None = None, choice: str = "auto", data_on: str = "auto"
+) -> Kernels:
     """The one place that decides the kernels: "auto" measures this machine (once; cached),
-    "stock" and "fused" force one side (for benchmarks and A/B runs). Off TensorFlow: stock."""
+    "stock" and "fused" force one side (for benchmarks and A/B runs). Off TensorFlow: stock.
+    `data_on` "host" or "device" forces where the split lives (A/B runs); "auto" decides here."""
     import keras
 
     from search.hardware import detect_gpus
@@ -201,8 +205,14 @@ def select_kernels(precision: str, cache_dir: str | Path | None = None, choice: 
                 f"--kernels fused needs the TensorFlow backend (KERAS_BACKEND is "
                 f"{keras.backend.backend()}); use --kernels auto or stock"
             )
-        return Kernels.backend_neutral()
-    return augmentation_for_devices(_tensorflow_kernels(precision, cache_dir, choice), len(detect_gpus()))
+        kernels = Kernels.backend_neutral()
+    else:
+        kernels = placement_for_devices(_tensorflow_kernels(precision, cache_dir, choice), len(detect_gpus()))
+    if data_on == "device":  # the device loop augments inside its step
+        return dataclasses.replace(kernels, augmentation="step", data="device")
+    if data_on == "host":
+        return dataclasses.replace(kernels, data="host")
+    return kernels
 
 
 def _tensorflow_kernels(precision: str, cache_dir: str | Path | None, choice: str) -> Kernels:

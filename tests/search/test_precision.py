@@ -29,21 +29,40 @@ def test_each_trial_build_keeps_the_chosen_precision(tmp_path: Path, tiny_npz: P
 
 
 @pytest.mark.slow
-def test_promotions_continue_under_mixed_float16(tmp_path: Path, tiny_npz: Path) -> None:
-    """The GPU default, mixed_float16, wraps the optimizer in Keras's LossScaleOptimizer; a promotion
-    stretches the schedule of the optimizer inside it. Checked on the CPU, which runs float16 too."""
+def test_promotions_continue_under_mixed_float16_from_the_split_on_the_device(
+    tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU box's path, on the CPU: mixed_float16 (older GPUs' default) wraps the optimizer in Keras's
+    LossScaleOptimizer, and a promotion stretches the schedule of the optimizer inside it; every
+    trial trains from the split on the device (a GPU's default, --data-on device here), the loss
+    scaling inside the device loop's compiled steps."""
     import json
 
     import pandas as pd
 
     from search import run_search
+    from spaces import device_loop
 
+    fits_on_device = []
+
+    def counted(*args, **kwargs):
+        fits_on_device.append(1)
+        return fit_on_device(*args, **kwargs)
+
+    fit_on_device = device_loop.fit_on_device
+    monkeypatch.setattr(device_loop, "fit_on_device", counted)  # a spy: the real loop trains
     # 48 training images: float16 convolutions are slow on a CPU, and one promotion is the point.
-    config = quick_search_config(tmp_path, tiny_npz, space="cnn", precision="mixed_float16", train_size=48)
+    config = quick_search_config(
+        tmp_path, tiny_npz, space="cnn", precision="mixed_float16", train_size=48, data_on="device"
+    )
     try:
         result = run_search(config)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    kernels = env["hardware"]["kernels"]
+    assert kernels["data"] == "device" and kernels["augmentation"] == "step"
+    assert len(fits_on_device) == result.completed
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
     assert (trials["status"] == "COMPLETED").all(), trials[["trial_id", "status", "error"]]
     promoted = trials[trials["parent_trial"].notna()]

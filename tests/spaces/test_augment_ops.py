@@ -137,7 +137,9 @@ def test_the_layer_augments_only_in_training_and_exports_drop_it() -> None:
     )
 
 
-def test_a_gpu_moves_augmentation_into_the_training_step(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gpu_moves_the_data_and_augmentation_into_the_training_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """No GPU here: the lookup is replaced to say one is present; the choice after it is the real one."""
     from search import hardware
     from spaces.kernels import select_kernels
@@ -145,4 +147,4 @@ def test_a_gpu_moves_augmentation_into_the_training_step(monkeypatch: pytest.Mon
     assert select_kernels("float32", None, "stock").augmentation == Kernels.for_backend().augmentation
     monkeypatch.setattr(hardware, "detect_gpus", lambda: ["/device:GPU:0"])
     on_gpu = select_kernels("float32", None, "stock")
-    assert on_gpu.augmentation == "step" and on_gpu.batch_norm == "stock"
+    assert on_gpu.augmentation == "step" and on_gpu.data == "device" and on_gpu.batch_norm == "stock"

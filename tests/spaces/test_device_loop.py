@@ -1,9 +1,9 @@
-"""spaces.device_loop: the split on the device, many steps per compiled call (JAX).
+"""spaces.device_loop: the split on the device, many steps per compiled call.
 
-The index plan runs on any backend; the training loop itself is JAX's and runs in make test's JAX
-part. There it must train exactly what Keras's own loop trains from host batches (same batches,
-same steps, same weights), score validation exactly as Keras's evaluate does, and leave the model
-as it found it (no data in it, its own train and test functions back).
+Run on TensorFlow and again in make test's JAX part (each backend's own compiled calls). The loop
+must train exactly what Keras's own loop trains from host batches (same batches, same steps, same
+weights), score validation exactly as Keras's evaluate does, and leave the model as it found it (no
+data in it, its own train and test functions back).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import pytest
 
 from search.pipeline import ArrayBatches
 from spaces.device_loop import TrainingCalls, ValidationCalls
+from spaces.kernels import Kernels
 
 pytestmark = pytest.mark.backend_neutral
-
-on_jax = pytest.mark.skipif(keras.backend.backend() != "jax", reason="the device loop is JAX's")
 
 
 def test_each_epoch_covers_every_image_in_fixed_shapes_and_reshuffles() -> None:
@@ -46,14 +45,14 @@ def test_each_epoch_covers_every_image_in_fixed_shapes_and_reshuffles() -> None:
 
 def test_validation_sees_every_image_once_in_order() -> None:
     calls = ValidationCalls(size=300, batch_size=64)
-    assert [c[0].shape for c in (calls[0], calls[1])] == [(4, 64), (1, 44)]
+    assert [c[0].shape for c in (calls[0], calls[1])] == [(1, 44), (4, 64)]
     np.testing.assert_array_equal(
-        np.concatenate([c[0].ravel() for c in (calls[0], calls[1])]), np.arange(300)
+        np.sort(np.concatenate([c[0].ravel() for c in (calls[0], calls[1])])), np.arange(300)
     )
     assert len(ValidationCalls(size=128, batch_size=64)) == 1
-    # One batch a call (a CPU): five calls, the remainder last.
+    # One batch a call (a CPU): five calls, the remainder first, so the first two differ in shape.
     single = ValidationCalls(size=300, batch_size=64, batches_per_call=1)
-    assert [single[i][0].shape for i in range(len(single))] == [(1, 64)] * 4 + [(1, 44)]
+    assert [single[i][0].shape for i in range(len(single))] == [(1, 44)] + [(1, 64)] * 4
 
 
 def small_model(seed: int) -> keras.Model:
@@ -82,7 +81,6 @@ def toy_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.uint8), labels
 
 
-@on_jax
 @pytest.mark.parametrize("steps_per_call", [1, 2])
 def test_the_device_loop_trains_and_validates_exactly_as_kerass_own_loop(steps_per_call: int) -> None:
     from spaces.device_loop import fit_on_device
@@ -119,7 +117,6 @@ def test_the_device_loop_trains_and_validates_exactly_as_kerass_own_loop(steps_p
     )
 
 
-@on_jax
 def test_a_second_fit_continues_the_shuffling_where_the_first_stopped() -> None:
     """A promotion trains on in memory: its epochs must not replay its parent's order."""
     from spaces.device_loop import fit_on_device
@@ -135,34 +132,42 @@ def test_a_second_fit_continues_the_shuffling_where_the_first_stopped() -> None:
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@on_jax
-def test_a_search_space_on_jax_trains_from_the_device_and_learns() -> None:
-    """The space's own fit chooses the device loop on JAX (spaces.kernels), with the model's in-step
-    augmentation: the fast space learns the overlapping-colour task as the TensorFlow paths do."""
+def device_kernels() -> Kernels:
+    """The split on the device: JAX's default; on TensorFlow a GPU's (with its fused kernels here)."""
+    if keras.backend.backend() == "jax":
+        return Kernels.for_backend()
+    return Kernels(augmentation="step", data="device")
+
+
+def test_a_search_space_trains_from_the_device_and_learns() -> None:
+    """The space's own fit chooses the device loop where its kernels say so (JAX's default), with the
+    model's in-step augmentation: the fast space learns the overlapping-colour task as the host
+    paths do."""
     import keras_tuner as kt
 
     from spaces import get_space
     from spaces.base import DataSpec
-    from spaces.kernels import Kernels
     from tests.spaces.colours import overlapping_colours
 
-    assert Kernels.for_backend().data == "device"
+    if keras.backend.backend() == "jax":
+        assert Kernels.for_backend().data == "device"
     x, y = overlapping_colours(1200, seed=0)
     x_test, y_test = overlapping_colours(600, seed=1)
     keras.utils.set_random_seed(0)
-    space = get_space("fast")(DataSpec(num_classes=4, train_size=len(x), batch_size=64), fit_verbose=0)
+    spec = DataSpec(num_classes=4, train_size=len(x), batch_size=64)
+    space = get_space("fast")(spec, fit_verbose=0, kernels=device_kernels())
     hp = kt.HyperParameters()
     hp.Fixed("width", 16)
     hp.values["tuner/epochs"] = 4
     model = space.build(hp)
     history = space.fit(hp, model, ArrayBatches(x, y, 4, 64, shuffle=True, seed=0), epochs=4)
     assert int(model.optimizer.iterations) == 4 * 19  # ceil(1200 / 64) steps per epoch
+    assert model.train_function is None  # Keras's own loop back for what follows
     accuracy = float((model.predict(x_test, verbose=0).argmax(1) == y_test).mean())
-    # The TensorFlow paths measured 0.71-0.72 here (tests/spaces/test_fast_path.py).
+    # The TensorFlow host paths measured 0.71-0.72 here (tests/spaces/test_fast_path.py).
     assert accuracy > 0.6, (accuracy, history.history)
 
 
-@on_jax
 def test_arrays_a_user_passes_take_kerass_own_loop() -> None:
     """Only HyperCNN's own batches (search.pipeline.ArrayBatches) go to the device: with validation
     arrays beside them, Keras's loop trains on the host batches."""
@@ -175,7 +180,9 @@ def test_arrays_a_user_passes_take_kerass_own_loop() -> None:
         def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
             return keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
 
-    space = OneConv(DataSpec(num_classes=4, train_size=64, batch_size=32), fit_verbose=0)
+    space = OneConv(
+        DataSpec(num_classes=4, train_size=64, batch_size=32), fit_verbose=0, kernels=device_kernels()
+    )
     assert space.kernels.data == "device"
     hp = kt.HyperParameters()
     hp.values["tuner/epochs"] = 1
@@ -184,3 +191,23 @@ def test_arrays_a_user_passes_take_kerass_own_loop() -> None:
     validation = (x[:16], keras.utils.to_categorical(y[:16], 4))
     history = space.fit(hp, model, ArrayBatches(x, y, 4, 32, True, 0), validation_data=validation, epochs=1)
     assert int(model.optimizer.iterations) == 2 and "val_accuracy" in history.history
+
+
+def test_the_cached_compiled_calls_do_not_keep_a_finished_model_alive() -> None:
+    """A search trains hundreds of models: the compiled calls kept for a model's later fits must not
+    keep it (and its weights, on a GPU) alive once the search has dropped it."""
+    import gc
+    import weakref
+
+    from spaces import device_loop
+
+    x, y = toy_split(2 * 32, seed=0)
+    model = small_model(seed=0)
+    device_loop.fit_on_device(
+        model, ArrayBatches(x, y, 3, 32, True, 0), steps_per_call=1, epochs=1, verbose=0
+    )
+    assert model in device_loop._COMPILED  # kept for its next fit
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None
