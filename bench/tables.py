@@ -254,6 +254,28 @@ def device_loop_table(table: pd.DataFrame) -> str:
     )
 
 
+def device_loop_tf_table(table: pd.DataFrame) -> str:
+    """Where the training data lives on TensorFlow without a GPU: tf.data host batches (augmented in
+    the pipeline: the CPU default) or the split on the device (spaces.device_loop)."""
+    header = [
+        "tf.data host batches (the CPU default), img/s",
+        "split on the device, img/s",
+        "device / host",
+        "host batches augmented inside the step, img/s",
+        "plain model.fit same precision, img/s",
+    ]
+
+    def more(row: Any) -> list[str]:
+        return [
+            _number(row.hypercnn_in_step_augmentation_images_per_s),
+            _number(row.plain_same_precision_images_per_s),
+        ]
+
+    return paired_paths_table(
+        table, "hypercnn_images_per_s", "hypercnn_device_loop_images_per_s", header, more
+    )
+
+
 def flip_averaging_table(table: pd.DataFrame) -> str:
     rows = [
         [
@@ -350,6 +372,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_throughput": throughput_table,
     "bench_augmentation_placement": augmentation_placement_table,
     "bench_device_loop": device_loop_table,
+    "bench_device_loop_tf": device_loop_tf_table,
     "bench_flip_averaging": flip_averaging_table,
     "bench_internals": internals_table,
 }

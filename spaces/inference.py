@@ -40,6 +40,12 @@ def mirror_averaged(model: keras.Model) -> keras.Model:
 
 
 def inference_model(model: keras.Model, flip_averaging: bool) -> keras.Model:
-    """What gets tested and exported: the trained model with stock layers, mirror-averaged or not."""
-    stock = to_stock_keras(model)
-    return mirror_averaged(stock) if flip_averaging else stock
+    """What gets tested and exported: the trained model with stock layers in float32 (however it
+    trained: spaces.layers.to_stock_keras), mirror-averaged or not."""
+    trained_in = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # for the layers built here too
+    try:
+        stock = to_stock_keras(model)
+        return mirror_averaged(stock) if flip_averaging else stock
+    finally:
+        keras.mixed_precision.set_global_policy(trained_in)

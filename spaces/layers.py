@@ -84,18 +84,26 @@ def batch_norm(
 
 
 def to_stock_keras(model: keras.Model) -> keras.Model:
-    """The same model with stock Keras layers, the same weights and no optimizer: loads without
-    HyperCNN installed."""
+    """The same model with stock Keras layers, the same weights, float32 compute and no optimizer:
+    loads without HyperCNN installed, and converts to TFLite and ONNX, which have no bfloat16
+    convolutions (a model trained in mixed bfloat16, on a GPU or a CPU with AVX512-BF16, failed to)."""
+
+    def float32(config: dict) -> dict:
+        # Mixed precision is how it trained; the weights are float32 already.
+        if keras.dtype_policies.get(config.get("dtype")).name.startswith("mixed_"):
+            config["dtype"] = "float32"
+        return config
 
     def stock(layer: layers.Layer) -> layers.Layer:
         if isinstance(layer, TrainingAugmentation):
             # Training only: the shipped model holds no augmentation.
             return layers.Identity(name=layer.name)
+        config = float32(layer.get_config())
         if isinstance(layer, FusedBatchNormalization):
-            return layers.BatchNormalization.from_config(layer.get_config())
+            return layers.BatchNormalization.from_config(config)
         if isinstance(layer, FastNormalization):
-            return layers.Normalization.from_config(layer.get_config())
-        return layer.__class__.from_config(layer.get_config())
+            return layers.Normalization.from_config(config)
+        return layer.__class__.from_config(config)
 
     clone = keras.models.clone_model(model, clone_function=stock)
     clone.set_weights(model.get_weights())

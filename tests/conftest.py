@@ -38,6 +38,18 @@ SHARED_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "c
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+@pytest.fixture(autouse=True)
+def float32_unless_a_test_says_otherwise():
+    """Each test starts in Keras's float32 policy and leaves it so. An in-process search sets the
+    machine's precision globally (mixed bfloat16 on a CPU with AVX512-BF16, float32 without): without
+    this, a later test in the same process builds its models in whatever that machine chose."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
 def make_images(per_class: int, num_classes: int = 10, size: int = 32, seed: int = 0):
     """Learnable images: each class has its own colour and stripe direction, plus noise."""
     rng = np.random.default_rng(seed)

@@ -132,3 +132,34 @@ def test_predict_refuses_npz_images_of_the_wrong_size_in_one_line(
     assert main(["predict", str(finished_run), str(tmp_path / "small.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "16x16" in err and "32x32" in err
+
+
+def test_a_model_trained_in_mixed_bfloat16_ships_in_float32_and_exports_to_every_format(
+    tmp_path: Path,
+) -> None:
+    """A GPU, or a CPU with AVX512-BF16, trains in mixed bfloat16; TFLite and ONNX have no bfloat16
+    convolutions. The shipped model computes in float32 (its weights already are) and converts."""
+    import keras
+    import keras_tuner as kt
+
+    from search.export import export_other_formats
+    from spaces import get_space
+    from spaces.base import DataSpec
+    from spaces.inference import inference_model
+    from tests.spaces.colours import overlapping_colours
+
+    spec = DataSpec(num_classes=4, train_size=64, batch_size=32)
+    hp = kt.HyperParameters()
+    hp.Fixed("width", 16)
+    model = get_space("fast")(spec, fit_verbose=0, precision="mixed_bfloat16").build(hp)
+    assert model.get_layer("stem_conv").compute_dtype == "bfloat16"
+    shipped = inference_model(model, flip_averaging=True)
+    assert {layer.compute_dtype for layer in shipped.layers[1:]} == {"float32"}
+    images, _ = overlapping_colours(16, seed=0)
+    expected = shipped.predict(images, verbose=0)
+    # The same function as the trained model, to bfloat16's precision.
+    np.testing.assert_allclose(expected, inference_model(model, True).predict(images, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(expected, model.predict(images, verbose=0), atol=3e-2)
+    exported = export_other_formats(shipped, tmp_path, images, expected)
+    assert all("skipped" not in exported[kind] for kind in formats.FLOAT_FORMATS), exported
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # build set it; conftest resets
