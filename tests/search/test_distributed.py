@@ -75,10 +75,15 @@ def saved_epochs(run: Path) -> dict[tuple[str, str], int]:
     return found
 
 
-def planned_epochs(run: Path, trial_id: str) -> int:
-    values = json.loads((run / "tuner" / f"trial_{trial_id}" / "trial.json").read_text())
-    values = values["hyperparameters"]["values"]
-    return values["tuner/epochs"] - values["tuner/initial_epoch"]
+def trial_values(run: Path, trial_id: str) -> dict | None:
+    """The trial's hyper-parameter values from KerasTuner's trial.json; None while a process is
+    rewriting it (KerasTuner writes it in place, so a reader can catch it empty)."""
+    try:
+        return json.loads((run / "tuner" / f"trial_{trial_id}" / "trial.json").read_text())[
+            "hyperparameters"
+        ]["values"]
+    except (OSError, ValueError):
+        return None
 
 
 def wait_for(condition, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None):
@@ -102,7 +107,10 @@ def mid_trial(run: Path, role: str, besides: str | None = None):
         for (trial_id, attempt), epoch in saved_epochs(run).items():
             if trial_id == besides or not attempt.startswith(role):
                 continue
-            if epoch - initial_epoch(run, trial_id) < planned_epochs(run, trial_id):
+            values = trial_values(run, trial_id)
+            if values is None:  # being rewritten: looked at again on the next poll
+                continue
+            if epoch < values["tuner/epochs"]:  # the trial has epochs still to train
                 return trial_id, attempt, epoch
         return None
 
@@ -110,8 +118,7 @@ def mid_trial(run: Path, role: str, besides: str | None = None):
 
 
 def initial_epoch(run: Path, trial_id: str) -> int:
-    values = json.loads((run / "tuner" / f"trial_{trial_id}" / "trial.json").read_text())
-    return values["hyperparameters"]["values"]["tuner/initial_epoch"]
+    return trial_values(run, trial_id)["tuner/initial_epoch"]
 
 
 def pid_of(attempt: str) -> int:
