@@ -368,6 +368,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_soak": soak_table,
     "bench_scaling": scaling_table,
     "bench_search_quality": search_quality_table,
+    "bench_search_quality_bf16": search_quality_table,
     "bench_samplers": samplers_table,
     "bench_throughput": throughput_table,
     "bench_augmentation_placement": augmentation_placement_table,

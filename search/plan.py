@@ -20,7 +20,10 @@ MAX_SEARCH_SHARE = 0.4
 # on 2 AVX2 cores (bench/search_quality.py at e5f14a2, 10,000 + 2,000 images, 10,000 test images):
 # the default trained 38 epochs in 30 minutes scored 81.9 %; with 30 kept, a 39 % search left its
 # 2x-costlier winner 12 epochs and 80.2 %. A ranking of 1-to-3-epoch trials does not win back what
-# the search takes from a final training of 30-odd epochs, so searching starts at twice that.
+# the search takes from a final training of 30-odd epochs, so searching starts at twice that. Where
+# it does (2 AVX512-BF16 cores, 900 s, bench/search_quality.py at 0d169da): 6 minutes of search, and
+# its winner (twice the default's cost per epoch) retrained 42 epochs scored 83.41 % against 81.90 %
+# for the default trained 161 epochs (results/bench_search_quality_bf16.csv).
 FINAL_EPOCHS_WANTED = 60
 # The final training must fit a trial this many epochs for it to be chosen (at its own pace, in the
 # time left): a costlier configuration that would get fewer is trained only when none fits them.

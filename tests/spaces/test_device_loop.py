@@ -55,7 +55,7 @@ def test_validation_sees_every_image_once_in_order() -> None:
     assert [single[i][0].shape for i in range(len(single))] == [(1, 44)] + [(1, 64)] * 4
 
 
-def small_model(seed: int) -> keras.Model:
+def small_model(seed: int, jit_compile: bool = False) -> keras.Model:
     """uint8 in, batch norm (moving statistics), dropout off: every step's update is deterministic."""
     keras.utils.set_random_seed(seed)
     images = keras.Input((8, 8, 3), dtype="uint8")
@@ -70,6 +70,7 @@ def small_model(seed: int) -> keras.Model:
         loss="categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=4,
+        jit_compile=jit_compile,
     )
     return model
 
@@ -81,8 +82,11 @@ def toy_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.uint8), labels
 
 
-@pytest.mark.parametrize("steps_per_call", [1, 2])
-def test_the_device_loop_trains_and_validates_exactly_as_kerass_own_loop(steps_per_call: int) -> None:
+@pytest.mark.parametrize(("steps_per_call", "jit_compile"), [(1, False), (2, False), (2, True)])
+def test_the_device_loop_trains_and_validates_exactly_as_kerass_own_loop(
+    steps_per_call: int, jit_compile: bool
+) -> None:
+    """With XLA too (a GPU's default): on TensorFlow the whole many-step call compiles as one."""
     from spaces.device_loop import fit_on_device
 
     # 5 steps of 32: one step a call (a CPU's way), or calls of 2 steps, the last with an idle step.
@@ -92,10 +96,10 @@ def test_the_device_loop_trains_and_validates_exactly_as_kerass_own_loop(steps_p
     def batches() -> tuple[ArrayBatches, ArrayBatches]:
         return ArrayBatches(x, y, 3, 32, shuffle=False, seed=0), ArrayBatches(x_val, y_val, 3, 32, False, 0)
 
-    host = small_model(seed=0)
+    host = small_model(seed=0, jit_compile=jit_compile)
     train, val = batches()
     host_history = host.fit(train, validation_data=val, epochs=2, shuffle=False, verbose=0).history
-    device = small_model(seed=0)
+    device = small_model(seed=0, jit_compile=jit_compile)
     train, val = batches()
     device_history = fit_on_device(
         device, train, validation_data=val, steps_per_call=steps_per_call, epochs=2, verbose=0
