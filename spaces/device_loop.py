@@ -59,7 +59,7 @@ def backend_steps() -> ModuleType:
         return device_loop_tf
     raise HyperCNNError(
         f"the device-resident loop runs on JAX and TensorFlow, not {keras.backend.backend()}; "
-        "train with --kernels stock or set KERAS_BACKEND=jax"
+        "train with --data-on host, or set KERAS_BACKEND=jax or tensorflow"
     )
 
 
