@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -297,8 +298,15 @@ def _report(args: argparse.Namespace) -> None:
 REDELIVER_AFTER_S = 0.05
 
 
+@dataclasses.dataclass
+class Interrupts:
+    """How many SIGINTs interrupted_once turned into a KeyboardInterrupt (0 or 1)."""
+
+    count: int = 0
+
+
 @contextlib.contextmanager
-def interrupted_once() -> Iterator[None]:
+def interrupted_once() -> Iterator[Interrupts]:
     """Ctrl-C in a terminal reaches a chief and its workers at once, and the chief passes it on to
     its workers too: a second SIGINT while the first is handled (trials saved, workers waited for)
     would cut that short with a traceback. The first raises KeyboardInterrupt; later ones are ignored
@@ -307,16 +315,18 @@ def interrupted_once() -> Iterator[None]:
     Python drops an exception raised inside a garbage-collector callback or a __del__ (JAX registers
     such a callback) and hands it to sys.unraisablehook: a KeyboardInterrupt that lands there would be
     lost with later SIGINTs already ignored, so the hook re-arms the handler and sends it again."""
+    interrupts = Interrupts()
     previous = signal.getsignal(signal.SIGINT)
     if (
         previous is not signal.default_int_handler
         or threading.current_thread() is not threading.main_thread()
     ):
-        yield
+        yield interrupts
         return
 
     def interrupt(signum: int, frame: object) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        interrupts.count = 1
         raise KeyboardInterrupt
 
     previous_hook = sys.unraisablehook
@@ -334,7 +344,7 @@ def interrupted_once() -> Iterator[None]:
     signal.signal(signal.SIGINT, interrupt)
     sys.unraisablehook = deliver_again
     try:
-        yield
+        yield interrupts
     finally:
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGINT, previous)
@@ -343,8 +353,14 @@ def interrupted_once() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet.set_verbose(args.verbose)
-    with interrupted_once():
-        return _run_command(args)
+    with interrupted_once() as interrupts:
+        code = _run_command(args)
+    if interrupts.count:
+        # Interrupted, the process is on its way out: a SIGINT still on its way (the chief passing the
+        # first one on to its workers, a second Ctrl-C) must not print a traceback from Python's
+        # shutdown, as one arriving after the command returned did in a CI run.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -161,3 +162,38 @@ def test_ctrl_c_in_the_search_of_a_job_ends_the_job(tmp_path: Path, tiny_npz: Pa
     # The finished trial is kept; no final model is trained behind the user's back.
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
     assert len(trials) >= 1 and not (tmp_path / "run" / "model" / "best.keras").exists()
+
+
+def test_a_sigint_after_an_interrupted_command_returned_prints_no_traceback(tmp_path: Path) -> None:
+    """The CI failure at bc9be87: a worker handled Ctrl-C and returned, then the chief's SIGINT passed
+    on to it arrived while Python shut down, and the restored default handler printed a traceback."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, sys, time
+            import search.status
+
+            def interrupted_status(run):
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the command runs
+                time.sleep(5)
+
+            search.status.print_status = interrupted_status
+            from search.cli import main
+
+            code = main(["status", "somewhere"])
+            os.kill(os.getpid(), signal.SIGINT)  # the chief passing it on, after the command returned
+            time.sleep(0.5)
+            sys.exit(code)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        # As in a terminal: a background `make test` starts its children with SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert done.returncode == 130 and done.stderr.strip().endswith("interrupted"), done.stderr
