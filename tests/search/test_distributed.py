@@ -209,9 +209,12 @@ def test_ctrl_c_stops_the_chief_and_every_worker_and_keeps_finished_trials(
     text = log.read_text()
     assert "interrupted: finished trials are kept" in text, text[-2000:]
     assert len(workers) == 2 and not any(_alive(pid) for pid in workers), "a worker outlived Ctrl-C"
-    # Each worker stopped on the signal itself (the chief kills stragglers only after a grace time).
+    # Each worker stopped cleanly, not killed by the chief after its grace time and with no traceback:
+    # on the signal itself, or (a faster machine, bc9be87 and b2fc68b CI runs) told by the interrupted
+    # chief that the search is over before its own SIGINT turned into a KeyboardInterrupt.
     for worker_log in (run / "workers").glob("worker*.log"):
-        assert worker_log.read_text().rstrip().endswith("interrupted"), worker_log.read_text()[-1000:]
+        ending = worker_log.read_text().rstrip()
+        assert ending.endswith(("interrupted", "the chief says the search is over")), ending[-1000:]
     finished = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
     assert len(finished) >= 1 and (run / "config.json").is_file()
 
