@@ -123,6 +123,10 @@ def _check_run_folder(config: SearchConfig) -> RunFolder:
     return run
 
 
+# The budget pick's trial may take this many times the default's first trial before it is cut.
+PICK_TRIAL_ALLOWANCE = 1.5
+
+
 def budget_planner(
     tuner: HyperCNNTuner, job_budget_s: float, job_started: float, final_images: int, max_share: float
 ) -> Callable[[Any], None]:
@@ -133,12 +137,20 @@ def budget_planner(
     def plan_after(trial: Any) -> None:
         if planned or trial.status != "COMPLETED":
             return
-        pace = seconds_per_image(tuner.run.read_trial_record(trial.trial_id), tuner.config.batch_size)
+        record = tuner.run.read_trial_record(trial.trial_id)
+        pace = seconds_per_image(record, tuner.config.batch_size)
         if pace is None:
             return
-        plan = plan_budget(job_budget_s, pace * final_images, time.time() - job_started, max_share)
+        picks = tuner.hypermodel.budget_picks
+        # The pick's one-epoch trial, costed like the default's (most picks are cheaper: room to spare).
+        pick_trial_s = PICK_TRIAL_ALLOWANCE * float(record.get("seconds") or 0.0)
+        spent = time.time() - job_started
+        plan = plan_budget(job_budget_s, pace * final_images, spent, max_share, picks, pick_trial_s)
         planned.append(plan)
         tuner.budget_plan = plan
+        if plan.pick is not None:
+            pick = next(p for p in picks if p.name == plan.pick)
+            tuner.oracle.queue_budget_pick(tuner.oracle.portfolio_values(pick.values))
         tuner.set_deadline(job_started + plan.search_s)
         print(plan.describe(), flush=True)
 

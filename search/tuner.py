@@ -81,6 +81,9 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
         self._proposing_for: str | None = None
         # Set once Hyperband has nothing left to hand out (the chief then ends when no lease is left).
         self.finished = False
+        # New configurations after which no trial is handed out (the plan's budget pick sets it).
+        self.configuration_limit: int | None = None
+        self.budget_pick_queued = False
         self.init_leases()
 
     def past_deadline(self) -> bool:
@@ -88,7 +91,10 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
 
     @compat.synchronized
     def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
-        if self.stopping or self.past_deadline():
+        limit_reached = (
+            self.configuration_limit is not None and self.new_configurations() >= self.configuration_limit
+        )
+        if self.stopping or self.past_deadline() or limit_reached:
             self.tuner_ids.discard(tuner_id)
             return kt.engine.trial.Trial(
                 self.hyperparameters.copy(), status=kt.engine.trial.TrialStatus.STOPPED
@@ -165,6 +171,13 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
                 hps.values[hp.name] = entry.get(hp.name, hp.default)
         return hps.values
 
+    def queue_budget_pick(self, values: dict[str, Any]) -> None:
+        """The plan found nothing worth searching but a configuration better than the default at this
+        budget (search.plan.BudgetPick): it is the next and last new configuration."""
+        self.portfolio = (self.portfolio[0], values)
+        self.budget_pick_queued = True
+        self.configuration_limit = 2
+
     def propose_values(self) -> dict[str, Any] | None:
         values, source = self._propose()
         if values is not None and self._proposing_for is not None:
@@ -178,7 +191,9 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
         if index < len(self.portfolio):
             values = self.portfolio_values(self.portfolio[index])
             if not compat.oracle_has_tried(self, values):
-                return values, "default" if index == 0 else "portfolio"
+                if index == 0:
+                    return values, "default"
+                return values, "budget" if self.budget_pick_queued else "portfolio"
         # Seeded by the number of trials so far: the same history proposes the same configuration,
         # after a resume too.
         seed = self.seed * 100_003 + len(self.trials) if self.seed is not None else len(self.trials)

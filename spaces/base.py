@@ -16,6 +16,7 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
+from search.plan import BudgetPick
 from spaces import layers as spaces_layers
 from spaces import recipe
 from spaces.augment_ops import Augmentation, TrainingAugmentation
@@ -52,6 +53,9 @@ class SpaceHyperModel(kt.HyperModel):
     # The search's first configurations after the default (values it omits stay at their defaults):
     # known to train well at other sizes and budgets, chosen from earlier benchmark runs.
     portfolio: tuple[dict[str, Any], ...] = ()
+    # Where the budget fits too few epochs of the default to search (search.plan), the configuration
+    # trained instead, by the epochs that fit; measured by bench/portfolio.py.
+    budget_picks: tuple[BudgetPick, ...] = ()
 
     def __init__(
         self,

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from search import plan
 from search.cli import main
+from search.plan import BudgetPick
 from spaces import register_space
 from spaces.cnn import ClassicCNN
 
@@ -79,28 +81,41 @@ def test_run_searches_then_reports_inside_one_budget(tmp_path: Path, tiny_npz: P
     assert elapsed < 90 * 1.1, elapsed
 
 
-def test_a_budget_too_small_for_the_final_training_searches_nothing_more(
-    tmp_path: Path, tiny_npz: Path, capsys
+class PausedSpaceWithPick(PausedSpace):
+    """The slow space with a budget pick for every budget: what the bench found for the fast space."""
+
+    budget_picks = (BudgetPick("two-blocks", {"conv_blocks": 2, "dense_units": 64}, 1, 10_000),)
+
+
+def test_a_budget_too_small_for_the_final_training_searches_nothing_but_its_budget_pick(
+    tmp_path: Path, tiny_npz: Path, capsys, monkeypatch
 ) -> None:
     # Deliberately slow steps: 200 train+validation images in batches of 8 at 0.08 s a step are 2 s per
     # epoch, so the final training's 60 epochs alone (120 s) and what follows them (45 s reserved) need
     # more than the 75 s budget; what is left after the first trial fits several epochs even on a
     # loaded machine (at 60 s a CI machine's slower first trial left time for 1 epoch).
-    register_space("paused-test-space")(PausedSpace)
+    register_space("paused-test-space")(PausedSpaceWithPick)
     PausedSpace.seconds_per_step = 0.08
+    # Whatever its one epoch on 160 tiny images scored: the wiring is under test here, the tolerance in
+    # test_plan.py.
+    monkeypatch.setattr(plan, "BUDGET_PICK_TOLERANCE", 1.0)
     flags = run_flags(tiny_npz, tmp_path / "run", "75s", "--space", "paused-test-space", "--batch-size", "8")
     try:
         assert main(flags) == 0
     finally:
         PausedSpace.seconds_per_step = 0.0
     out = capsys.readouterr().out
-    assert "no search beyond its first trial" in out
+    assert "no search beyond its first trial" in out and "'two-blocks'" in out
     trials = pd.read_csv(tmp_path / "run" / "trials.csv", dtype={"trial_id": str})
-    assert len(trials) == 1 and trials.loc[0, "proposal"] == "default"
+    # The default (which measured the pace), then the pick, and nothing else.
+    assert trials["proposal"].tolist() == ["default", "budget"]
+    assert trials.loc[1, "conv_blocks"] == 2 and trials.loc[1, "dense_units"] == 64
     metrics = json.loads((tmp_path / "run" / "report" / "metrics.json").read_text())
-    # The final model is the default, trained for what the rest of the budget fits (more than the
-    # 1 epoch its trial had).
-    assert metrics["best_trial"] == trials.loc[0, "trial_id"] and metrics["retrain_epochs"] > 1
+    # The final model is the pick, trained for what the rest of the budget fits (more than the 1
+    # epoch its trial had).
+    assert metrics["best_trial"] == trials.loc[1, "trial_id"] and metrics["retrain_epochs"] > 1
+    job = json.loads((tmp_path / "run" / "job.json").read_text())
+    assert job["plan"]["pick"] == "two-blocks"
 
 
 def test_the_budget_belongs_to_the_run_and_a_resumed_job_continues_it(tmp_path: Path) -> None:

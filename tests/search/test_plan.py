@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 from search.plan import (
+    BUDGET_PICK_TOLERANCE,
     DEFAULT_GAIN_PER_LOG_EPOCH,
     FINAL_EPOCHS_WANTED,
     MAX_EXTRAPOLATION,
     MAX_SEARCH_SHARE,
     MIN_FINAL_EPOCHS,
+    BudgetPick,
     Candidate,
+    budget_pick,
     choose_final,
     expected_final_score,
     final_epochs_that_fit,
@@ -111,3 +115,40 @@ def test_gain_is_measured_from_promotions() -> None:
     assert gain_per_log_epoch([parent]) == DEFAULT_GAIN_PER_LOG_EPOCH
     worse = Candidate("04", score=0.40, epochs=3, seconds_per_image=0.001, parent="00")
     assert gain_per_log_epoch([parent, worse]) == 0.0  # clipped: longer never predicted to hurt
+
+
+NARROW = BudgetPick("narrow", {"width": 16}, min_default_epochs=3, max_default_epochs=12)
+SHALLOW = BudgetPick("shallow", {"blocks": 1}, min_default_epochs=13, max_default_epochs=40)
+
+
+def test_the_budget_pick_is_the_one_whose_measured_range_holds_the_epochs_that_fit() -> None:
+    assert budget_pick((NARROW, SHALLOW), 3) is NARROW
+    assert budget_pick((NARROW, SHALLOW), 12.5) is None  # between the measured ranges
+    assert budget_pick((NARROW, SHALLOW), 40) is SHALLOW
+    assert budget_pick((NARROW, SHALLOW), 41) is None  # beyond the evidence: the default
+    assert budget_pick((), 6) is None
+
+
+def test_where_nothing_is_searched_the_plan_trains_the_budget_pick_after_one_trial_of_it() -> None:
+    # 30 s per final epoch: 5 minutes fit 7 epochs of the default, inside NARROW's range.
+    plan = plan_budget(300.0, final_epoch_s=30.0, spent_s=40.0, picks=(NARROW, SHALLOW), pick_trial_s=20.0)
+    assert plan.pick == "narrow"
+    assert plan.search_s == 60.0 and plan.final_s == 240.0  # the pick's trial is all the search gets
+    assert "'narrow'" in plan.describe() and "no search" in plan.describe()
+    # 15 minutes fit 27 epochs: SHALLOW's range.
+    assert plan_budget(900.0, 30.0, 40.0, picks=(NARROW, SHALLOW), pick_trial_s=20.0).pick == "shallow"
+    # Where the budget searches, the search decides; with the search off (default_only), the default.
+    assert plan_budget(3600.0, 30.0, 40.0, picks=(NARROW, SHALLOW)).pick is None
+    assert plan_budget(300.0, 30.0, 40.0, max_share=0.0, picks=(NARROW, SHALLOW)).pick is None
+
+
+def test_the_budget_pick_is_trained_last_unless_its_trial_scored_far_below_the_default() -> None:
+    default = Candidate("0000", score=0.42, epochs=1, seconds_per_image=0.0030)
+    # Cheaper and a little worse after its one epoch: the bench says it ends higher at this budget.
+    pick = Candidate("0001", score=0.40, epochs=1, seconds_per_image=0.0015, budget_pick=True)
+    assert choose_final([default, pick], final_s=200.0, final_images=12_000) is pick
+    # Far below: the bench's evidence does not hold on this data.
+    lost = dataclasses.replace(pick, score=default.score - BUDGET_PICK_TOLERANCE - 0.01)
+    assert choose_final([default, lost], final_s=200.0, final_images=12_000) is default
+    # Without a budget there is no plan, so no pick: the best score.
+    assert choose_final([default, pick], final_s=None, final_images=12_000) is default

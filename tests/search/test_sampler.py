@@ -90,6 +90,17 @@ def test_portfolio_comes_first_default_first_then_random(tmp_path) -> None:
     assert [search.proposals[t.trial_id] for t in trials] == ["default", "portfolio", "random", "random"]
 
 
+def test_a_queued_budget_pick_is_the_next_and_last_new_configuration(tmp_path) -> None:
+    search = oracle(tmp_path, "random", portfolio=({}, {"width": 16}))
+    first = finish(search, is_wide)
+    # search.run's planner after the default's trial: nothing to search, but a budget pick.
+    search.queue_budget_pick(search.portfolio_values({"width": 64, "blocks": 1}))
+    pick = finish(search, is_wide)
+    assert pick.hyperparameters.values["width"] == 64 and pick.hyperparameters.values["blocks"] == 1
+    assert [search.proposals[t.trial_id] for t in (first, pick)] == ["default", "budget"]
+    assert search.create_trial("tuner0").status == "STOPPED"
+
+
 @pytest.mark.parametrize("seed", [0, 7])
 def test_the_same_seed_proposes_the_same_random_configurations(tmp_path, seed: int) -> None:
     # Seed 0 is the default: KerasTuner alone turns it into a random seed (`seed or randint`).
@@ -148,7 +159,7 @@ def test_proposals_survive_the_oracle_state_round_trip(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name", ["fast", "cnn", "resnet"])
-def test_every_portfolio_entry_names_real_hyperparameters_with_allowed_values(name: str) -> None:
+def test_portfolio_entries_and_budget_picks_name_real_hyperparameters_with_allowed_values(name: str) -> None:
     from spaces import get_space
     from spaces.base import DataSpec
 
@@ -157,7 +168,7 @@ def test_every_portfolio_entry_names_real_hyperparameters_with_allowed_values(na
     hps = kt.HyperParameters()
     hypermodel.build(hps)  # registers the default path's parameters
     known = {}
-    for entry in space_class.portfolio:
+    for entry in (*space_class.portfolio, *(pick.values for pick in space_class.budget_picks)):
         values = kt.HyperParameters()
         values.values.update(entry)
         hypermodel.build(values)  # builds: conditional parameters the entry opens are registered

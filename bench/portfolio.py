@@ -1,0 +1,159 @@
+"""Which configuration to train when the budget fits only a few epochs: the warm-start portfolio's
+evidence (spaces/fast.py reads its choices from this bench's CSV, results/bench_portfolio.csv).
+
+Each candidate configuration is trained on the search-quality protocol's training split for the
+time that `--default-epochs` epochs of the space's default take on this machine (its own epoch count
+follows from its measured pace, and its schedule spans exactly those), then scored on the
+validation split. The local test split is never read: what the product ships is decided here on
+validation data only.
+
+    .venv/bin/python bench/portfolio.py --default-epochs 6,20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+# Steps timed to measure a candidate's pace, after the first call (tracing) is left out.
+PACE_STEPS = 48
+# Configurations under study beside the space's own default and portfolio (values the entry omits
+# stay at the space's defaults).
+STUDIED = {
+    "fast": {
+        "w32c1": {"width": 32, "convs_per_block": 1},
+        "w48c1": {"width": 48, "convs_per_block": 1},
+        "short_recipe": {"augment_crop": 2, "warmup_fraction": 0.05, "label_smoothing": 0.05},
+        "w24": {"width": 24},
+        "w16": {"width": 16},
+        "lr0.2": {"sgd_nesterov_learning_rate": 0.2},
+        "ls0.2": {"label_smoothing": 0.2},
+        "bn0.8": {"bn_momentum": 0.8},
+        "crop2": {"augment_crop": 2},
+    }
+}
+
+
+def candidates(space: str) -> dict[str, dict]:
+    """The default ({}), the space's portfolio, and the configurations under study."""
+    from spaces import get_space
+
+    cls = get_space(space)
+    found = {"default": {}}
+    for index, entry in enumerate(cls.portfolio, start=1):
+        found[f"portfolio{index}"] = dict(entry)
+    for name, entry in STUDIED.get(space, {}).items():
+        found[name] = dict(entry)
+    return found
+
+
+def build(hypermodel, values: dict, epochs: int):
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.values.update(values)
+    hp.values["tuner/epochs"] = epochs
+    return hp, hypermodel.build(hp)
+
+
+def measure_pace(hypermodel, values: dict, train, steps_per_epoch: int) -> float:
+    """Seconds per training step, steady state (the first steps, which trace, are left out)."""
+    import keras
+
+    times: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.perf_counter())
+            if len(times) * self.model.steps_per_execution >= PACE_STEPS + 16:
+                self.model.stop_training = True
+
+    hp, model = build(hypermodel, values, epochs=10)
+    hypermodel.fit(hp, model, train, epochs=1, callbacks=[Clock()], verbose=0)
+    per_call = (times[-1] - times[0]) / max(1, len(times) - 1)
+    return per_call / model.steps_per_execution
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"))
+    parser.add_argument("--space", default="fast")
+    parser.add_argument("--default-epochs", default="6,20", help="budgets, in epochs of the default")
+    parser.add_argument("--candidates", default="", help="names to run (default: all)")
+    parser.add_argument("--cache-dir", default="~/.cache/hypercnn")
+    parser.add_argument("--output", default=str(ROOT / "results" / "bench_portfolio.csv"))
+    args = parser.parse_args()
+
+    from search.quiet import load_keras_backend
+
+    load_keras_backend()
+    import keras
+    import pandas as pd
+    from machine import machine_row, measure_conv_peak, merge_rows
+    from search_quality import protocol_splits
+
+    from search import SearchConfig
+    from search.pipeline import make_dataset
+    from search.run import build_hypermodel, data_spec
+
+    splits = protocol_splits(args.data, args.cache_dir)
+    peak, _ = measure_conv_peak("float32")
+    config = SearchConfig.create(data=args.data, out="/tmp/hypercnn-portfolio", space=args.space, seed=0)
+    spec = data_spec(splits, config.batch_size)
+    hypermodel = build_hypermodel(config, spec)
+    machine = machine_row(peak, precision=hypermodel.precision or "float32")
+    print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
+    on_device = hypermodel.kernels.data == "device"
+    classes = len(splits.class_names)
+    train = make_dataset(splits.x_train, splits.y_train, classes, config.batch_size, True, 0, on_device)
+    validation = make_dataset(splits.x_val, splits.y_val, classes, config.batch_size, False, 0, on_device)
+    chosen = candidates(args.space)
+    if args.candidates:
+        chosen = {name: chosen[name] for name in args.candidates.split(",")}
+    paces = {
+        name: measure_pace(hypermodel, values, train, spec.steps_per_epoch) for name, values in chosen.items()
+    }
+    print("seconds per step: " + ", ".join(f"{n} {p:.3f}" for n, p in paces.items()), flush=True)
+    rows = []
+    for budget in [int(e) for e in args.default_epochs.split(",")]:
+        seconds = budget * spec.steps_per_epoch * paces["default"]
+        for name, values in chosen.items():
+            epochs = max(1, round(seconds / (spec.steps_per_epoch * paces[name])))
+            keras.utils.set_random_seed(0)
+            hp, model = build(hypermodel, values, epochs)
+            started = time.time()
+            history = hypermodel.fit(hp, model, train, epochs=epochs, validation_data=validation, verbose=0)
+            wall = time.time() - started
+            row = {
+                "space": args.space,
+                "candidate": name,
+                "default_epochs": budget,
+                "epochs": epochs,
+                "cost_vs_default": round(paces[name] / paces["default"], 3),
+                "val_accuracy": round(float(history.history["val_accuracy"][-1]), 4),
+                "train_seconds": round(wall, 1),
+                "values": json.dumps(values, sort_keys=True),
+            }
+            print(row, flush=True)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table["run"] = [f"{r['space']}-{r['candidate']}-{r['default_epochs']}" for r in rows]
+    for column, value in machine.items():
+        table[column] = value
+    table["command"] = "python bench/portfolio.py " + " ".join(sys.argv[1:])
+    target = Path(args.output)
+    table = merge_rows(target, table, key="run")
+    table.to_csv(target, index=False)
+    print(table[["candidate", "default_epochs", "epochs", "cost_vs_default", "val_accuracy"]].to_string())
+    print(f"written: {target}")
+
+
+if __name__ == "__main__":
+    main()
