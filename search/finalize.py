@@ -18,6 +18,7 @@ from search.export import export_model
 from search.report import compute
 from search.retrain import (
     AFTER_TRAINING_SECONDS,
+    EXPORT_CHECK_IMAGES,
     RETRAIN_BUDGET_MARGIN,
     Retrained,
     best_trial,
@@ -144,8 +145,8 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
         export_model(
             retrained.model,
             run,
-            splits.x_test,
-            probabilities,
+            splits.x_test[:EXPORT_CHECK_IMAGES],
+            probabilities[:EXPORT_CHECK_IMAGES],
             {
                 "classes": splits.class_names,
                 "space": config.space,

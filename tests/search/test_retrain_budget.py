@@ -10,7 +10,14 @@ from pathlib import Path
 import keras_tuner as kt
 import pytest
 
-from search.retrain import AFTER_TRAINING_SECONDS, MAX_RETRAIN_EPOCHS, BestTrial, retrain_epochs
+from search.retrain import (
+    AFTER_TRAINING_SECONDS,
+    EXPORT_CHECK_IMAGES,
+    MAX_RETRAIN_EPOCHS,
+    BestTrial,
+    retrain_epochs,
+    retrain_pace,
+)
 
 BEST = BestTrial("0003", 0.7, 0.7, epochs=3, hyperparameters=kt.HyperParameters())
 # A 3-epoch trial on 1,000 images: 6 s of steady steps (2 ms an image), 4 s of build and tracing.
@@ -42,6 +49,15 @@ def test_a_budget_is_filled_but_not_overrun_at_the_measured_pace() -> None:
     # From wall seconds alone (an older record) the pace is slower, so fewer epochs fit.
     old = {"seconds": 14.0, "epochs_trained": 3}
     assert retrain_epochs(BEST, old, **SIZES, budget_s=300.0) < epochs
+
+
+def test_the_reserve_after_training_counts_the_export_checks_on_a_thousand_images_only() -> None:
+    # The bench's 10,000 test images: the evaluation passes over all of them, the five export checks
+    # over EXPORT_CHECK_IMAGES (checking all of them took a quarter of a 5-minute job).
+    pace, after = retrain_pace(RECORD, train_images=1000, test_images=10_000)
+    _, after_small = retrain_pace(RECORD, train_images=1000, test_images=EXPORT_CHECK_IMAGES)
+    per_pass_image = pace / 3
+    assert after - after_small == pytest.approx(2 * (10_000 - EXPORT_CHECK_IMAGES) * per_pass_image)
 
 
 def test_a_tiny_budget_still_trains_one_epoch() -> None:
