@@ -138,6 +138,37 @@ def search_quality_table(table: pd.DataFrame) -> str:
     return "\n\n".join(parts)
 
 
+def portfolio_table(table: pd.DataFrame) -> str:
+    """Each candidate at each budget (in epochs of the default): its epochs at its own pace, its
+    validation accuracy, and the difference to the default at the same budget."""
+    header = [
+        "budget (default epochs)",
+        "candidate",
+        "values",
+        "cost per epoch",
+        "epochs",
+        "validation",
+        "vs default",
+    ]
+    body = []
+    for budget, rows in table.groupby("default_epochs", sort=True):
+        default = rows.loc[rows["candidate"] == "default", "val_accuracy"]
+        for row in rows.sort_values("val_accuracy", ascending=False).itertuples():
+            gain = "" if default.empty else f"{100 * (row.val_accuracy - default.iloc[0]):+.2f}"
+            body.append(
+                [
+                    _integer(budget),
+                    f"`{row.candidate}`",
+                    "" if row.values == "{}" else f"`{row.values}`",
+                    f"{float(row.cost_vs_default):.2f}x",
+                    _integer(row.epochs),
+                    _percent(row.val_accuracy),
+                    gain,
+                ]
+            )
+    return provenance(table) + "\n\n" + markdown(header, body)
+
+
 def samplers_table(table: pd.DataFrame) -> str:
     header = ["sampler", "seed", "best validation accuracy", "trials", "model proposals", "search s"]
     body = []
@@ -370,6 +401,8 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_search_quality": search_quality_table,
     "bench_search_quality_bf16": search_quality_table,
     "bench_samplers": samplers_table,
+    "bench_portfolio": portfolio_table,
+    "bench_portfolio_entries": portfolio_table,
     "bench_throughput": throughput_table,
     "bench_augmentation_placement": augmentation_placement_table,
     "bench_device_loop": device_loop_table,
