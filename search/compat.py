@@ -137,6 +137,12 @@ def requeue_trial(oracle: kt.Oracle, trial_id: str) -> None:
         oracle._retry_queue.append(trial_id)
 
 
+def has_trials_to_retry(oracle: kt.Oracle) -> bool:
+    """Whether KerasTuner's retry queue holds a trial to hand out again (an interrupted trial on
+    resume, a lost worker's); it has no public reading."""
+    return bool(oracle._retry_queue)
+
+
 def oracle_trial_dir(oracle: kt.Oracle, trial_id: str) -> str:
     """The folder KerasTuner keeps a trial's files in, seen from its oracle (the chief has no tuner
     that would say it publicly)."""

@@ -91,8 +91,11 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
 
     @compat.synchronized
     def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
+        # An interrupted trial (a resume, a lost worker) still runs again past the limit.
         limit_reached = (
-            self.configuration_limit is not None and self.new_configurations() >= self.configuration_limit
+            self.configuration_limit is not None
+            and self.new_configurations() >= self.configuration_limit
+            and not compat.has_trials_to_retry(self)
         )
         if self.stopping or self.past_deadline() or limit_reached:
             self.tuner_ids.discard(tuner_id)

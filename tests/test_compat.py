@@ -53,9 +53,11 @@ def test_instance_internals_exist_on_real_objects() -> None:
         assert compat.optimizer_slot(adamw, slots, kernel).shape == kernel.shape
     oracle = kt.oracles.HyperbandOracle(objective="val_loss", max_epochs=2)
     assert compat.oracle_has_tried(oracle, {"x": 1}) is False
+    assert compat.has_trials_to_retry(oracle) is False
     compat.requeue_trial(oracle, "07")
     compat.requeue_trial(oracle, "07")
     assert oracle.get_state()["retry_queue"] == ["07"]
+    assert compat.has_trials_to_retry(oracle) is True
     assert compat.hyperband_open_trials(oracle) == set()
 
 

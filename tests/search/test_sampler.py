@@ -101,6 +101,18 @@ def test_a_queued_budget_pick_is_the_next_and_last_new_configuration(tmp_path) -
     assert search.create_trial("tuner0").status == "STOPPED"
 
 
+def test_an_interrupted_budget_pick_runs_again_after_a_resume(tmp_path) -> None:
+    search = oracle(tmp_path, "random")
+    finish(search, is_wide)
+    search.queue_budget_pick(search.portfolio_values({"width": 16}))
+    pick = search.create_trial("tuner0")  # killed while it trains: RUNNING in the saved state
+    resumed = oracle(tmp_path, "random")
+    resumed.reload()  # what the tuner does with a run folder that holds a search
+    resumed.queue_budget_pick(resumed.portfolio_values({"width": 16}))  # the planner, on resume
+    again = resumed.create_trial("tuner1")
+    assert again.status == "RUNNING" and again.trial_id == pick.trial_id
+
+
 @pytest.mark.parametrize("seed", [0, 7])
 def test_the_same_seed_proposes_the_same_random_configurations(tmp_path, seed: int) -> None:
     # Seed 0 is the default: KerasTuner alone turns it into a random seed (`seed or randint`).
