@@ -83,13 +83,17 @@ def describe_shape(shape: tuple[int, int, int]) -> str:
 
 
 def git_commit() -> str:
-    """HEAD's short hash, with "-dirty" when tracked files differ from it (then no commit ran it)."""
+    """HEAD's short hash, with "-dirty" when tracked files differ from it (then no commit ran it).
+    results/ does not count: a bench's own CSV, written by one invocation, made the next one of the
+    same commit "dirty", and merge_rows then dropped the first one's rows."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return commit + (
+        "-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results") else ""
+    )
 
 
 def machine_row(float32_peak: float, precision: str) -> dict:
