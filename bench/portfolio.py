@@ -63,7 +63,7 @@ def build(hypermodel, values: dict, epochs: int):
     return hp, hypermodel.build(hp)
 
 
-def measure_pace(hypermodel, values: dict, train, steps_per_epoch: int) -> float:
+def measure_pace(hypermodel, values: dict, train) -> float:
     """Seconds per training step, steady state (the first steps, which trace, are left out)."""
     import keras
 
@@ -117,9 +117,7 @@ def main() -> None:
     chosen = candidates(args.space)
     if args.candidates:
         chosen = {name: chosen[name] for name in args.candidates.split(",")}
-    paces = {
-        name: measure_pace(hypermodel, values, train, spec.steps_per_epoch) for name, values in chosen.items()
-    }
+    paces = {name: measure_pace(hypermodel, values, train) for name, values in chosen.items()}
     print("seconds per step: " + ", ".join(f"{n} {p:.3f}" for n, p in paces.items()), flush=True)
     rows = []
     for budget in [int(e) for e in args.default_epochs.split(",")]:

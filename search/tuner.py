@@ -81,9 +81,8 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
         self._proposing_for: str | None = None
         # Set once Hyperband has nothing left to hand out (the chief then ends when no lease is left).
         self.finished = False
-        # New configurations after which no trial is handed out (the plan's budget pick sets it).
-        self.configuration_limit: int | None = None
-        self.budget_pick_queued = False
+        # The plan's budget pick (queue_budget_pick): the second and last new configuration.
+        self.budget_pick: dict[str, Any] | None = None
         self.init_leases()
 
     def past_deadline(self) -> bool:
@@ -91,10 +90,11 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
 
     @compat.synchronized
     def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
-        # An interrupted trial (a resume, a lost worker) still runs again past the limit.
+        # After the default and the budget pick nothing new is handed out; an interrupted trial (a
+        # resume, a lost worker) still runs again.
         limit_reached = (
-            self.configuration_limit is not None
-            and self.new_configurations() >= self.configuration_limit
+            self.budget_pick is not None
+            and self.new_configurations() >= 2
             and not compat.has_trials_to_retry(self)
         )
         if self.stopping or self.past_deadline() or limit_reached:
@@ -177,9 +177,7 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
     def queue_budget_pick(self, values: dict[str, Any]) -> None:
         """The plan found nothing worth searching but a configuration better than the default at this
         budget (search.plan.BudgetPick): it is the next and last new configuration."""
-        self.portfolio = (self.portfolio[0], values)
-        self.budget_pick_queued = True
-        self.configuration_limit = 2
+        self.budget_pick = values
 
     def propose_values(self) -> dict[str, Any] | None:
         values, source = self._propose()
@@ -191,12 +189,13 @@ class BudgetedHyperbandOracle(LeasedOracleMixin, compat.OracleHooks, kt.oracles.
         # The first trials are configurations known to train well, the space's default first: a search
         # cut short by its budget then ends no worse than the default.
         index = self.new_configurations()
-        if index < len(self.portfolio):
+        if index == 1 and self.budget_pick is not None:
+            if not compat.oracle_has_tried(self, self.budget_pick):
+                return self.budget_pick, "budget"
+        elif index < len(self.portfolio):
             values = self.portfolio_values(self.portfolio[index])
             if not compat.oracle_has_tried(self, values):
-                if index == 0:
-                    return values, "default"
-                return values, "budget" if self.budget_pick_queued else "portfolio"
+                return values, "default" if index == 0 else "portfolio"
         # Seeded by the number of trials so far: the same history proposes the same configuration,
         # after a resume too.
         seed = self.seed * 100_003 + len(self.trials) if self.seed is not None else len(self.trials)
