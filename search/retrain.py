@@ -20,7 +20,7 @@ from search.run import build_hypermodel
 from search.tuner import HyperCNNTuner, StopAtDeadline
 from spaces.batch_stats import MAX_IMAGES as BATCH_STATS_IMAGES
 from spaces.batch_stats import recompute_batch_norm_statistics
-from spaces.recipe import stretch_schedule
+from spaces.recipe import set_schedule_steps
 
 
 @dataclasses.dataclass
@@ -155,7 +155,7 @@ def retrain_epochs(
     """Without a budget: the best epoch count. With one: as many epochs as the search's own pace
     says fit it after testing and export, fewer or more than the best count; the schedule is
     sized to them either way, so a longer budget anneals over a longer run instead of idling.
-    The final training measures its own epochs and corrects this plan (FitEpochsToDeadline)."""
+    The final training measures its own pace and ends its schedule at the deadline (ScheduleToDeadline)."""
     if budget_s is None or not record.get("epochs_trained"):
         return best.epochs
     seconds_per_image, after = retrain_pace(record, train_images, test_images)
@@ -164,47 +164,76 @@ def retrain_epochs(
     return max(1, min(MAX_RETRAIN_EPOCHS, int(usable / (seconds_per_image * images))))
 
 
-class FitEpochsToDeadline(keras.callbacks.Callback):
-    """The final training's own clock: after its second epoch (the first also traces the step), the
-    epochs that fit before the deadline, measured, replace the plan made from the search's pace, and
-    the learning-rate schedule is stretched or shrunk to end with them (a cosine cut short leaves the
-    model unannealed). On 2 cores the plan from the trial's pace left 17 % of a 10-minute job unused."""
+class ScheduleToDeadline(keras.callbacks.Callback):
+    """The final training's own clock: its learning-rate schedule ends at the deadline. From the
+    second epoch on (the first also traces the step), after every call of the compiled step the
+    measured seconds per step say how many steps fit before the deadline, and the schedule is
+    stretched or shrunk to end there; training stops when it has. So the model is annealed however
+    the pace drifts, and the last epoch may be partial rather than an epoch's time left unused. Measured
+    once after epoch 2 instead (stop 24, 2 AVX2 cores), later epochs ran slower and the deadline cut a
+    34-epoch schedule at epoch 29, unannealed; whole epochs left 50-80 s of a 5-minute job unused."""
 
-    MEASURE_AFTER = 2
+    MEASURE_FROM_EPOCH = 1
+    # Steps timed before the first correction: fewer measure a call's jitter, not the pace.
+    MIN_TIMED_STEPS = 32
 
-    def __init__(self, deadline: float, planned: int, upper: int, steps_per_epoch: int) -> None:
+    def __init__(self, deadline: float, planned_epochs: int, upper_epochs: int, steps_per_epoch: int) -> None:
         super().__init__()
         self.deadline = deadline
-        self.planned = planned
-        self.upper = upper
+        self.upper_steps = upper_epochs * steps_per_epoch
         self.steps_per_epoch = steps_per_epoch
-        self.epoch_started = time.time()
+        self.min_timed_steps = min(self.MIN_TIMED_STEPS, steps_per_epoch)
+        self.epoch = 0
+        self.mark: tuple[float, int] | None = None  # (time, steps done) where timing started
+        # The step the schedule now ends at: the plan's until the first measurement.
+        self.ends_at = planned_epochs * steps_per_epoch
+        self.steps_done = 0
+        self.seconds_per_step: float | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch_started = time.time()
+        self.epoch = epoch
+        if epoch == min(self.MEASURE_FROM_EPOCH, self.upper_steps // self.steps_per_epoch - 1):
+            self.mark = (time.time(), epoch * self.steps_per_epoch)
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        done = epoch + 1
-        # A one-epoch plan is measured after its only epoch (tracing included: it errs short).
-        if done == min(self.MEASURE_AFTER, self.planned):
-            epoch_s = time.time() - self.epoch_started
-            # Half an epoch of slack: the last epoch must end before the deadline, not at it.
-            fits = done + int((self.deadline - time.time()) / epoch_s - 0.5)
-            epochs = max(done, min(self.upper, fits))
-            if epochs != self.planned and self._stretch(epochs):
-                print(
-                    f"the final training measured {epoch_s:.1f} s per epoch: {epochs} epochs fit "
-                    f"(planned {self.planned}); its schedule now ends there",
-                    flush=True,
-                )
-                self.planned = epochs
-        if done >= self.planned:
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        # Keras reports the last step of each call (several steps per call in long trainings).
+        self.steps_done = self.epoch * self.steps_per_epoch + batch + 1
+        if self.mark is not None and self.steps_done - self.mark[1] >= self.min_timed_steps:
+            self._measure()
+        if self.steps_done >= self.ends_at:
             self.model.stop_training = True
 
-    def _stretch(self, epochs: int) -> bool:
+    def _measure(self) -> None:
+        assert self.mark is not None
+        now = time.time()
+        self.seconds_per_step = (now - self.mark[0]) / (self.steps_done - self.mark[1])
+        fits = self.steps_done + int((self.deadline - now) / self.seconds_per_step)
+        ends_at = max(self.steps_done, min(self.upper_steps, fits))
+        if ends_at != self.ends_at:
+            if not self._stretch(ends_at):
+                self.mark = None  # a space without HyperCNN's schedule keeps its plan
+                return
+            self.ends_at = ends_at
+
+    @property
+    def annealed(self) -> bool:
+        """The schedule ran to its end (the rate reached zero) before training stopped."""
+        return self.steps_done >= self.ends_at
+
+    def describe(self) -> str | None:
+        """One line on what the clock did (None if it never measured)."""
+        if self.seconds_per_step is None:
+            return None
+        return (
+            f"the final training measured {self.seconds_per_step * 1000:.1f} ms per step: its schedule "
+            f"ended at step {self.ends_at} ({self.ends_at / self.steps_per_epoch:.2f} epochs), "
+            "at the time budget"
+        )
+
+    def _stretch(self, total_steps: int) -> bool:
         try:
-            stretch_schedule(self.model, epochs, self.steps_per_epoch)
-        except TypeError:  # a space without HyperCNN's schedule keeps its plan
+            set_schedule_steps(self.model, total_steps)
+        except TypeError:
             return False
         return True
 
@@ -238,6 +267,7 @@ def retrain_best(
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
     upper = epochs
     stop = StopAtDeadline(None)
+    clock: ScheduleToDeadline | None = None
     budgeted = budget_s is not None and bool(record.get("epochs_trained"))
     if budgeted:
         _, after = retrain_pace(record, len(splits.y_train), len(splits.y_test))
@@ -245,11 +275,13 @@ def retrain_best(
         deadline = started + RETRAIN_DEADLINE_SHARE * budget_s - after
         # Room to correct a plan that was too short; Keras's progress shows this upper bound.
         upper = min(MAX_RETRAIN_EPOCHS, max(epochs, int(epochs * 1.5) + 1))
-        steps = hypermodel.data.steps_per_epoch
+        clock = ScheduleToDeadline(deadline, epochs, upper, hypermodel.data.steps_per_epoch)
         # A safety net for a machine that slows down mid-run: the job still ends inside its budget.
         stop = StopAtDeadline(deadline)
-        callbacks += [FitEpochsToDeadline(deadline, epochs, upper, steps), stop]
+        callbacks += [clock, stop]
     history = hypermodel.fit(hp, model, train, epochs=upper, callbacks=callbacks)
+    if clock is not None and clock.describe():
+        print(clock.describe(), flush=True)
     diverged = not np.all(np.isfinite(history.history.get("loss", [0.0])))
     recalibrated = 0
     if not diverged:
@@ -257,8 +289,8 @@ def retrain_best(
         recalibrated = recompute_batch_norm_statistics(model, x, config.batch_size, seed=config.seed)
     # Under a budget the final training's own clock decides how many epochs it ran.
     epochs = len(history.epoch) if budgeted or diverged else epochs
-    if stop.stopped:
-        print(f"the final training reached the time budget after {len(history.epoch)} epochs")
+    if stop.stopped and not (clock is not None and clock.annealed):
+        print(f"the final training reached the time budget after {len(history.epoch)} epochs, unannealed")
     curves = {"epoch": [e + 1 for e in history.epoch]}
     curves.update({name: [float(v) for v in values] for name, values in history.history.items()})
     return Retrained(model, curves, time.time() - started, epochs, diverged, recalibrated)

@@ -154,10 +154,15 @@ def learning_rate_schedule(
 
 def stretch_schedule(model: keras.Model, epochs: int, steps_per_epoch: int) -> None:
     """Make a compiled model's schedule end after `epochs` epochs (a promoted trial's new total)."""
+    set_schedule_steps(model, epochs * steps_per_epoch)
+
+
+def set_schedule_steps(model: keras.Model, total_steps: int) -> None:
+    """Make a compiled model's schedule end at optimizer step `total_steps`."""
     schedule = compat.learning_rate_schedule(model.optimizer)
     if not isinstance(schedule, WarmupCosine):
         raise TypeError(f"expected a WarmupCosine schedule, got {type(schedule).__name__}")
-    schedule.set_total_steps(epochs * steps_per_epoch)
+    schedule.set_total_steps(total_steps)
 
 
 def l2_regularizer(hp: kt.HyperParameters) -> keras.regularizers.Regularizer:

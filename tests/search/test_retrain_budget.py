@@ -99,5 +99,40 @@ def test_the_final_training_measures_its_epochs_and_fills_the_budget(
     out = capsys.readouterr().out
     planned = int(re.search(r"for (\d+) epoch\(s\)", out).group(1))
     metrics = json.loads((run / "report" / "metrics.json").read_text())
-    assert "s per epoch:" in out and metrics["retrain_epochs_run"] > planned, out
+    assert "ms per step: its schedule ended at step" in out and metrics["retrain_epochs_run"] > planned, out
     assert elapsed <= budget, f"{elapsed:.1f} s of a {budget:.0f} s budget"
+
+
+@pytest.mark.parametrize("planned_epochs", [2, 60])
+def test_the_final_trainings_schedule_ends_at_its_deadline(planned_epochs: int) -> None:
+    """Planned far too short or far too long, the final training re-measures its pace as it goes:
+    it trains until about the deadline and no later, and its learning rate has reached zero there (a
+    cosine cut off by the deadline leaves the model unannealed)."""
+    import keras
+
+    from search.compat import learning_rate_schedule
+    from search.pipeline import make_dataset
+    from search.retrain import ScheduleToDeadline
+    from search.tuner import StopAtDeadline
+    from spaces import get_space
+    from spaces.base import DataSpec
+    from tests.spaces.colours import overlapping_colours
+
+    images, labels = overlapping_colours(512, seed=0)
+    spec = DataSpec(num_classes=4, train_size=len(labels), batch_size=32)
+    hypermodel = get_space("fast")(spec)
+    hp = kt.HyperParameters()
+    hp.Fixed("width", 16)
+    hp.values["tuner/epochs"] = planned_epochs
+    model = hypermodel.build(hp)
+    train = make_dataset(images, labels, 4, spec.batch_size, True, 0)
+    upper = 200
+    deadline = time.time() + 8.0
+    clock = ScheduleToDeadline(deadline, planned_epochs, upper, spec.steps_per_epoch)
+    hypermodel.fit(hp, model, train, epochs=upper, callbacks=[clock, StopAtDeadline(deadline)], verbose=0)
+    ended = time.time()
+    schedule = learning_rate_schedule(model.optimizer)
+    final_rate = float(schedule(model.optimizer.iterations))
+    assert clock.annealed and final_rate <= 0.01 * schedule.peak, (final_rate, clock.describe())
+    assert deadline - 1.0 <= ended <= deadline + 0.5, (ended - deadline, clock.describe())
+    keras.backend.clear_session()
