@@ -37,6 +37,10 @@ STUDIED = {
         "ls0.2": {"label_smoothing": 0.2},
         "bn0.8": {"bn_momentum": 0.8},
         "crop2": {"augment_crop": 2},
+        "cutout": {"augment_cutout": 0.5},
+        "w48": {"width": 48},
+        "w48cutout": {"width": 48, "augment_cutout": 0.5},
+        "w64c1": {"width": 64, "convs_per_block": 1},
     }
 }
 
@@ -87,6 +91,7 @@ def main() -> None:
     parser.add_argument("--space", default="fast")
     parser.add_argument("--default-epochs", default="6,20", help="budgets, in epochs of the default")
     parser.add_argument("--candidates", default="", help="names to run (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (a second seed: the noise)")
     parser.add_argument("--cache-dir", default="~/.cache/hypercnn")
     parser.add_argument("--output", default=str(ROOT / "results" / "bench_portfolio.csv"))
     args = parser.parse_args()
@@ -112,7 +117,9 @@ def main() -> None:
     print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
     on_device = hypermodel.kernels.data == "device"
     classes = len(splits.class_names)
-    train = make_dataset(splits.x_train, splits.y_train, classes, config.batch_size, True, 0, on_device)
+    train = make_dataset(
+        splits.x_train, splits.y_train, classes, config.batch_size, True, args.seed, on_device
+    )
     validation = make_dataset(splits.x_val, splits.y_val, classes, config.batch_size, False, 0, on_device)
     chosen = candidates(args.space)
     if args.candidates:
@@ -124,7 +131,7 @@ def main() -> None:
         seconds = budget * spec.steps_per_epoch * paces["default"]
         for name, values in chosen.items():
             epochs = max(1, round(seconds / (spec.steps_per_epoch * paces[name])))
-            keras.utils.set_random_seed(0)
+            keras.utils.set_random_seed(args.seed)
             hp, model = build(hypermodel, values, epochs)
             started = time.time()
             history = hypermodel.fit(hp, model, train, epochs=epochs, validation_data=validation, verbose=0)
@@ -132,6 +139,7 @@ def main() -> None:
             row = {
                 "space": args.space,
                 "candidate": name,
+                "seed": args.seed,
                 "default_epochs": budget,
                 "epochs": epochs,
                 "cost_vs_default": round(paces[name] / paces["default"], 3),
@@ -142,7 +150,11 @@ def main() -> None:
             print(row, flush=True)
             rows.append(row)
     table = pd.DataFrame(rows)
-    table["run"] = [f"{r['space']}-{r['candidate']}-{r['default_epochs']}" for r in rows]
+    # Seed 0's rows keep the names of the runs before seeds were a flag.
+    table["run"] = [
+        f"{r['space']}-{r['candidate']}-{r['default_epochs']}" + (f"-seed{r['seed']}" if r["seed"] else "")
+        for r in rows
+    ]
     for column, value in machine.items():
         table[column] = value
     table["command"] = "python bench/portfolio.py " + " ".join(sys.argv[1:])
