@@ -16,6 +16,10 @@ from typing import Any
 
 # At most this share of the job searches (the bench's earlier fixed split).
 MAX_SEARCH_SHARE = 0.4
+# A search that has time for fewer new trials than this (each costed like the first) is none: on 2
+# AVX512-BF16 cores at 300 s a pace 2 % faster than the other seeds' let the plan "search" for 0.2
+# min, which ran no trial, and the final model lost the budget pick it would otherwise have had.
+MIN_SEARCH_TRIALS = 3
 # Epochs over train+validation the final model should get before any time goes to searching. Measured
 # on 2 AVX2 cores (bench/search_quality.py at e5f14a2, 10,000 + 2,000 images, 10,000 test images):
 # the default trained 38 epochs in 30 minutes scored 81.9 %; with 30 kept, a 39 % search left its
@@ -80,21 +84,30 @@ def plan_budget(
     max_share: float = MAX_SEARCH_SHARE,
     picks: tuple[BudgetPick, ...] = (),
     pick_trial_s: float = 0.0,
+    trial_s: float = 0.0,
 ) -> BudgetPlan:
     """Split `total_s` given the default's measured seconds per epoch on train+validation and the
     seconds already spent (loading, the first trial). Searching gets only what is left after the final
     training's FINAL_EPOCHS_WANTED epochs, and never more than MAX_SEARCH_SHARE of the budget. Where
-    that leaves nothing to search, the space's budget pick for the epochs that fit (if any) gets one
-    trial of `pick_trial_s`, and the final training is its."""
+    that leaves nothing to search, or time for fewer than MIN_SEARCH_TRIALS trials of `trial_s` (the
+    first trial's seconds), the space's budget pick for the epochs that fit (if any) gets one trial of
+    `pick_trial_s`, and the final training is its."""
     wanted_final = FINAL_EPOCHS_WANTED * final_epoch_s + AFTER_FINAL_TRAINING_S
     search_s = min(max_share * total_s, total_s - wanted_final)
     if max_share <= 0:
         return BudgetPlan(total_s, spent_s, total_s - spent_s, "searching turned off: the default only")
-    if search_s <= spent_s:
+    if search_s <= spent_s + MIN_SEARCH_TRIALS * trial_s:
         fits = max(0, int((total_s - spent_s - AFTER_FINAL_TRAINING_S) / final_epoch_s))
+        if search_s <= spent_s:
+            why = f"fewer than the {FINAL_EPOCHS_WANTED} it needs"
+        else:
+            why = (
+                f"and the time beyond the {FINAL_EPOCHS_WANTED} it needs fits fewer than "
+                f"{MIN_SEARCH_TRIALS} trials"
+            )
         reason = (
             f"the whole budget fits about {fits} epochs of the default ({final_epoch_s:.0f} s each), "
-            f"fewer than the {FINAL_EPOCHS_WANTED} it needs, so no search beyond its first trial"
+            f"{why}, so no search beyond its first trial"
         )
         pick = budget_pick(picks, fits)
         if pick is None:

@@ -143,9 +143,10 @@ def budget_planner(
             return
         picks = tuner.hypermodel.budget_picks
         # The pick's one-epoch trial, costed like the default's (most picks are cheaper: room to spare).
-        pick_trial_s = PICK_TRIAL_ALLOWANCE * float(record.get("seconds") or 0.0)
+        trial_s = float(record.get("seconds") or 0.0)
+        pick_trial_s = PICK_TRIAL_ALLOWANCE * trial_s
         spent = time.time() - job_started
-        plan = plan_budget(job_budget_s, pace * final_images, spent, max_share, picks, pick_trial_s)
+        plan = plan_budget(job_budget_s, pace * final_images, spent, max_share, picks, pick_trial_s, trial_s)
         planned.append(plan)
         tuner.budget_plan = plan
         if plan.pick is not None:

@@ -60,8 +60,9 @@ class FastNet(SpaceHyperModel):
     # Where the final training fits 40 or more default epochs but too few to search: cutout, at the
     # default's cost. bench/portfolio.py on 2 AVX512-BF16 cores (results/bench_portfolio_bf16*.csv): at
     # 45 default epochs it led the default on validation by +1.55 and +0.65 points (seeds 0 and 1,
-    # mean +1.10); at 30 it trailed by 0.75, so the range starts between the two.
-    budget_picks = (BudgetPick("cutout", {"augment_cutout": 0.5}, 40, FINAL_EPOCHS_WANTED),)
+    # mean +1.10); at 30 it trailed by 0.75, so the range starts between the two. It ends where the
+    # plan starts searching: a little beyond FINAL_EPOCHS_WANTED when that leaves too few trials.
+    budget_picks = (BudgetPick("cutout", {"augment_cutout": 0.5}, 40, FINAL_EPOCHS_WANTED + 10),)
 
     def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:
         width = hp.Choice("width", [16, 24, 32, 48, 64], default=32)
