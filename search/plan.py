@@ -18,7 +18,7 @@ from typing import Any
 MAX_SEARCH_SHARE = 0.4
 # A search that has time for fewer new trials than this (each costed like the first) is none: on 2
 # AVX512-BF16 cores at 300 s a pace 2 % faster than the other seeds' let the plan "search" for 0.2
-# min, which ran no trial, and the final model lost the budget pick it would otherwise have had.
+# min, in which one trial ran 4 s and was cut by the budget, and the final model lost its budget pick.
 MIN_SEARCH_TRIALS = 3
 # Epochs over train+validation the final model should get before any time goes to searching. Measured
 # on 2 AVX2 cores (bench/search_quality.py at e5f14a2, 10,000 + 2,000 images, 10,000 test images):

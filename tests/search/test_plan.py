@@ -156,8 +156,8 @@ def test_the_budget_pick_is_trained_last_unless_its_trial_scored_far_below_the_d
 
 
 def test_a_search_with_time_for_too_few_trials_is_none_and_the_budget_pick_is_trained() -> None:
-    # Measured at 300 s on 2 AVX512-BF16 cores: 4.2 s per default epoch left 12 s of "search" after
-    # 9 s spent, room for no trial of 6 s, and the final model lost its budget pick.
+    # Measured at 300 s on 2 AVX512-BF16 cores: 4 s per default epoch left 12 s of "search" after 9 s
+    # spent, in which one trial was cut by the budget, and the final model lost its budget pick.
     pick = BudgetPick("cutout", {"augment_cutout": 0.5}, 40, FINAL_EPOCHS_WANTED + 10)
     plan = plan_budget(300.0, final_epoch_s=4.0, spent_s=9.0, picks=(pick,), pick_trial_s=9.0, trial_s=6.0)
     assert plan.pick == "cutout" and plan.search_s == 18.0
