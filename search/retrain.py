@@ -224,10 +224,14 @@ class ScheduleToDeadline(keras.callbacks.Callback):
         """One line on what the clock did (None if it never measured)."""
         if self.seconds_per_step is None:
             return None
+        where = (
+            f"its upper limit of {self.upper_steps // self.steps_per_epoch} epochs"
+            if self.ends_at >= self.upper_steps
+            else "the time budget"
+        )
         return (
             f"the final training measured {self.seconds_per_step * 1000:.1f} ms per step: its schedule "
-            f"ended at step {self.ends_at} ({self.ends_at / self.steps_per_epoch:.2f} epochs), "
-            "at the time budget"
+            f"ended at step {self.ends_at} ({self.ends_at / self.steps_per_epoch:.2f} epochs), at {where}"
         )
 
     def _stretch(self, total_steps: int) -> bool:

@@ -136,3 +136,28 @@ def test_the_final_trainings_schedule_ends_at_its_deadline(planned_epochs: int) 
     assert clock.annealed and final_rate <= 0.01 * schedule.peak, (final_rate, clock.describe())
     assert deadline - 1.0 <= ended <= deadline + 0.5, (ended - deadline, clock.describe())
     keras.backend.clear_session()
+
+
+def test_a_final_training_that_reaches_its_epoch_limit_before_the_deadline_says_so() -> None:
+    """The 200-epoch cap, not the clock, ended default_only's 900 s training: the line names the cap."""
+    import keras
+
+    from search.pipeline import make_dataset
+    from search.retrain import ScheduleToDeadline
+    from spaces import get_space
+    from spaces.base import DataSpec
+    from tests.spaces.colours import overlapping_colours
+
+    images, labels = overlapping_colours(256, seed=0)
+    spec = DataSpec(num_classes=4, train_size=len(labels), batch_size=32)
+    hypermodel = get_space("fast")(spec)
+    hp = kt.HyperParameters()
+    hp.Fixed("width", 16)
+    hp.values["tuner/epochs"] = 2
+    model = hypermodel.build(hp)
+    train = make_dataset(images, labels, 4, spec.batch_size, True, 0)
+    clock = ScheduleToDeadline(time.time() + 600.0, 2, 3, spec.steps_per_epoch)
+    history = hypermodel.fit(hp, model, train, epochs=3, callbacks=[clock], verbose=0)
+    assert len(history.epoch) == 3 and clock.annealed
+    assert "at its upper limit of 3 epochs" in clock.describe()
+    keras.backend.clear_session()
