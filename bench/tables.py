@@ -424,7 +424,7 @@ def render_readme(readme: str) -> str:
         if not pattern.search(readme):
             continue
         body = (
-            render(pd.read_csv(csv))
+            render(pd.read_csv(csv, dtype={"commit": str}))
             if csv.is_file()
             else f"No results yet: `{csv.relative_to(ROOT)}` is missing."
         )
