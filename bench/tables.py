@@ -408,6 +408,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_portfolio_entries": portfolio_table,
     "bench_portfolio_bf16": portfolio_table,
     "bench_portfolio_bf16_seed1": portfolio_table,
+    "bench_portfolio_bf16_57": portfolio_table,
     "bench_throughput": throughput_table,
     "bench_augmentation_placement": augmentation_placement_table,
     "bench_device_loop": device_loop_table,
