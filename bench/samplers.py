@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from sampler_curves import COLORS as SAMPLER_COLORS  # noqa: E402  (one colour per sampler in both plots)
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"
 SPLIT = {"train_size": 1000, "val_size": 1000, "test_size": 1000}
 SEARCH = {"max_epochs": 3, "factor": 3, "hyperband_iterations": 100}
@@ -91,7 +93,6 @@ def main() -> None:
     print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
     rows = []
     figure, axis = plt.subplots(figsize=(7, 4))
-    colors = {"random": "#1f77b4", "model": "#d62728"}
     for sampler in args.samplers.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             print(f"=== {sampler}, seed {seed}: {args.budget:.0f} s", flush=True)
@@ -104,7 +105,7 @@ def main() -> None:
                 seconds,
                 best,
                 where="post",
-                color=colors.get(sampler),
+                color=SAMPLER_COLORS.get(sampler),
                 alpha=0.8,
                 label=f"{sampler}, seed {seed}",
             )
