@@ -138,6 +138,7 @@ def export_other_formats(
             onnx_from_saved_model(saved_model, target)
             exported[formats.ONNX] = _checked(target, formats.ONNX, check_images, expected, started)
         except HyperCNNError as exc:  # the other formats still ship
+            target.unlink(missing_ok=True)  # a model.onnx that failed its check must not look shipped
             print(f"export: skipped ONNX: {exc}", flush=True)
             exported[formats.ONNX] = {"skipped": str(exc)}
     for kind, described in exported.items():
@@ -195,7 +196,43 @@ def onnx_from_saved_model(saved_model: Path, target: Path) -> None:
     if done.returncode != 0 or not partial.is_file():
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise HyperCNNError(f"tf2onnx failed: {last[:160]}")
+    erfc_as_one_minus_erf(partial)
     partial.replace(target)
+
+
+def erfc_as_one_minus_erf(path: Path) -> None:
+    """Keras's exact GELU on TensorFlow is tf.nn.gelu, which computes erfc; ONNX has no Erfc op and
+    tf2onnx 1.17 passes it through unconverted, so onnxruntime refused the whole model (INVALID_GRAPH:
+    "No Op registered for Erfc") and `make run` shipped no ONNX for a GELU winner. erfc(x) = 1 - erf(x),
+    and ONNX has Erf."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    if not any(node.op_type == "Erfc" for node in model.graph.node):
+        return
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in onnx.shape_inference.infer_shapes(model).graph.value_info
+    }
+    ones: dict[int, str] = {}  # one constant per element type
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type != "Erfc":
+            nodes.append(node)
+            continue
+        elem_type = types.get(node.input[0], onnx.TensorProto.FLOAT)
+        if elem_type not in ones:
+            ones[elem_type] = f"hypercnn_one_{elem_type}"
+            value = np.ones((), helper.tensor_dtype_to_np_dtype(elem_type))
+            model.graph.initializer.append(numpy_helper.from_array(value, ones[elem_type]))
+        erf = f"{node.output[0]}_erf"
+        nodes.append(helper.make_node("Erf", [node.input[0]], [erf], name=f"{node.name}_erf"))
+        nodes.append(helper.make_node("Sub", [ones[elem_type], erf], list(node.output), name=node.name))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def _quiet_env() -> dict[str, str]:
