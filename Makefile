@@ -11,7 +11,7 @@ RUN ?= results/quickstart
 # first trial (the default configuration), between searching the fast space on a 5,000-image subset
 # and training the final model; on a slow machine it searches little or not at all.
 RUN_FLAGS ?= --space fast --train-size 5000 --val-size 1000 --test-size 2000 \
-	--max-epochs 9 --factor 3 --hyperband-iterations 2 --seed 0 --time-budget 10m
+	--max-epochs 9 --factor 3 --seed 0 --time-budget 10m
 
 .PHONY: run test lint format clean
 

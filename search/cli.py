@@ -41,7 +41,11 @@ def add_search_arguments(search: argparse.ArgumentParser) -> None:
     search.add_argument("--out", help="run folder; default results/<space>-seed<seed>")
     search.add_argument("--max-epochs", type=int, default=9, help="Hyperband max_epochs; default 9")
     search.add_argument("--factor", type=int, default=3, help="Hyperband reduction factor; default 3")
-    search.add_argument("--hyperband-iterations", type=int, default=1, help="Hyperband iterations; default 1")
+    search.add_argument(
+        "--hyperband-iterations",
+        type=int,
+        help="Hyperband iterations; default: as many as the time budget fits (one without a budget)",
+    )
     search.add_argument("--seed", type=int, default=0, help="seed for splits, search and training; default 0")
     search.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     search.add_argument("--train-size", help="training images: a count or fraction; default all left")

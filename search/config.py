@@ -66,6 +66,10 @@ def parse_address(text: str, flag: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# Hyperband iterations of a budgeted search with none given: more than any budget fits.
+UNTIL_THE_DEADLINE = 10_000
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """Everything a run depends on. Validated on construction; frozen afterwards."""
@@ -78,7 +82,9 @@ class SearchConfig:
     # finishes its first bracket and the winner's retrain still fits a small budget.
     max_epochs: int = 9
     factor: int = 3
-    hyperband_iterations: int = 1
+    # None: with a time budget, new Hyperband iterations until it ends (at 45 minutes on 2 AVX512-BF16
+    # cores one iteration ended after 7.8 of the 18 minutes the plan gave the search); without, one.
+    hyperband_iterations: int | None = None
     seed: int = 0
     # The splits' seed when it must differ from the search's (bench: several search seeds, one split).
     split_seed: int | None = None
@@ -122,6 +128,12 @@ class SearchConfig:
     # Per-trial TensorBoard logs under the run folder's tensorboard/.
     tensorboard: bool = False
 
+    def hyperband_sweeps(self) -> int:
+        """The Hyperband iterations KerasTuner is given: the deadline ends a budgeted search."""
+        if self.hyperband_iterations is not None:
+            return self.hyperband_iterations
+        return UNTIL_THE_DEADLINE if self.time_budget_s else 1
+
     def __post_init__(self) -> None:
         from spaces import list_spaces  # names only: no Keras, no TensorFlow
 
@@ -134,7 +146,7 @@ class SearchConfig:
             raise HyperCNNError(f"--max-epochs must be at least 1; got {self.max_epochs}")
         if self.factor < 2:
             raise HyperCNNError(f"--factor must be at least 2; got {self.factor}")
-        if self.hyperband_iterations < 1:
+        if self.hyperband_iterations is not None and self.hyperband_iterations < 1:
             raise HyperCNNError("--hyperband-iterations must be at least 1")
         if self.batch_size < 1:
             raise HyperCNNError(f"--batch-size must be at least 1; got {self.batch_size}")

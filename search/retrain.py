@@ -104,7 +104,10 @@ def best_trial(
     return BestTrial(trial.trial_id, float(trial.score), float(val_accuracy), epochs, trial.hyperparameters)
 
 
-MAX_RETRAIN_EPOCHS = 200
+# Bounds the plan where a budget fits thousands of epochs (tiny data). At 200, the 45-minute bench on
+# 2 AVX512-BF16 cores (results/bench_search_quality_bf16_2700.csv) stopped the default's final
+# training after 850 s of its 2,700 and HyperCNN's after 2,222 s: the cap, not the budget, ended them.
+MAX_RETRAIN_EPOCHS = 600
 
 
 # What finalize does after training besides passes over the test images: the SavedModel, TFLite and

@@ -336,7 +336,7 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
             portfolio=({}, *hypermodel.portfolio),
             max_epochs=config.max_epochs,
             factor=config.factor,
-            hyperband_iterations=config.hyperband_iterations,
+            hyperband_iterations=config.hyperband_sweeps(),
             seed=config.seed,
             max_consecutive_failed_trials=config.max_consecutive_failed_trials,
         )
@@ -357,6 +357,11 @@ class HyperCNNTuner(compat.TunerHooks, kt.Hyperband):
             self.oracle = oracle_client(oracle)
         if isinstance(self.oracle, BudgetedHyperbandOracle):  # not a worker's client of the chief's
             self.oracle.on_trial_ended = self.trial_ended
+            # A resumed oracle comes back with the iteration count it was saved with; this invocation's
+            # decides, and an iteration in progress finishes (KerasTuner stops only when the count is
+            # the current iteration + 1, so a smaller one would never stop).
+            current = self.oracle.get_state()["current_iteration"]
+            self.oracle.hyperband_iterations = max(config.hyperband_sweeps(), current + 1)
 
     def callbacks_to_share(self, callbacks: list) -> list:
         # KerasTuner deep-copies callbacks per execution; ours must stay the instances we read.
