@@ -165,12 +165,10 @@ def test_a_model_trained_in_mixed_bfloat16_ships_in_float32_and_exports_to_every
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # build set it; conftest resets
 
 
-def test_a_gelu_model_exports_to_an_onnx_model_that_onnxruntime_runs(tmp_path: Path) -> None:
-    """Keras's exact GELU on TensorFlow computes erfc, which ONNX lacks: a GELU winner of `make run`
-    shipped no ONNX (onnxruntime: INVALID_GRAPH, "No Op registered for Erfc")."""
+def shipped_gelu_model():
+    """An untrained GELU model of the fast space as it ships (flip averaging), and 16 images for it."""
     import keras_tuner as kt
 
-    from search.export import export_other_formats
     from spaces import get_space
     from spaces.base import DataSpec
     from spaces.inference import inference_model
@@ -180,8 +178,16 @@ def test_a_gelu_model_exports_to_an_onnx_model_that_onnxruntime_runs(tmp_path: P
     hp.Fixed("width", 16)
     hp.Fixed("activation", "gelu")
     model = get_space("fast")(DataSpec(num_classes=4, train_size=64, batch_size=32), fit_verbose=0).build(hp)
-    shipped = inference_model(model, flip_averaging=True)
     images, _ = overlapping_colours(16, seed=0)
+    return inference_model(model, flip_averaging=True), images
+
+
+def test_a_gelu_model_exports_to_an_onnx_model_that_onnxruntime_runs(tmp_path: Path) -> None:
+    """Keras's exact GELU on TensorFlow computes erfc, which ONNX lacks: a GELU winner of `make run`
+    shipped no ONNX (onnxruntime: INVALID_GRAPH, "No Op registered for Erfc")."""
+    from search.export import export_other_formats
+
+    shipped, images = shipped_gelu_model()
     expected = shipped.predict(images, verbose=0)
     exported = export_other_formats(shipped, tmp_path, images, expected)
     assert "skipped" not in exported[formats.ONNX], exported[formats.ONNX]
@@ -192,21 +198,10 @@ def test_an_onnx_export_that_fails_its_check_leaves_no_model_onnx_and_the_rest_s
     tmp_path: Path, monkeypatch
 ) -> None:
     """Without the erfc rewrite tf2onnx's GELU graph is one onnxruntime refuses: the real failure."""
-    import keras_tuner as kt
-
     from search import export
-    from spaces import get_space
-    from spaces.base import DataSpec
-    from spaces.inference import inference_model
-    from tests.spaces.colours import overlapping_colours
 
     monkeypatch.setattr(export, "erfc_as_one_minus_erf", lambda path: None)
-    hp = kt.HyperParameters()
-    hp.Fixed("width", 16)
-    hp.Fixed("activation", "gelu")
-    model = get_space("fast")(DataSpec(num_classes=4, train_size=64, batch_size=32), fit_verbose=0).build(hp)
-    shipped = inference_model(model, flip_averaging=True)
-    images, _ = overlapping_colours(16, seed=0)
+    shipped, images = shipped_gelu_model()
     exported = export.export_other_formats(shipped, tmp_path, images, shipped.predict(images, verbose=0))
     assert "skipped" in exported[formats.ONNX] and not (tmp_path / "model.onnx").exists()
     assert exported[formats.TFLITE]["top1_agreement"] == 1.0
