@@ -41,6 +41,8 @@ STUDIED = {
         "w48": {"width": 48},
         "w48cutout": {"width": 48, "augment_cutout": 0.5},
         "w64c1": {"width": 64, "convs_per_block": 1},
+        "w64": {"width": 64},
+        "w64cutout": {"width": 64, "augment_cutout": 0.5},
     }
 }
 
@@ -55,6 +57,12 @@ def candidates(space: str) -> dict[str, dict]:
         found[f"portfolio{index}"] = dict(entry)
     for name, entry in STUDIED.get(space, {}).items():
         found[name] = dict(entry)
+    if space == "fast":
+        from spaces.fast import W48_GELU
+
+        # The portfolio's W48_GELU under the name it was measured by, then its recipe on a wider ReLU net.
+        found["w48gelu"] = dict(W48_GELU)
+        found["w64relu35"] = {**W48_GELU, "width": 64, "activation": "relu"}
     return found
 
 

@@ -54,6 +54,9 @@ class BudgetPick:
     values: dict[str, Any]
     min_default_epochs: float
     max_default_epochs: float
+    # Its seconds per epoch over the default's (bench/portfolio.py's cost_vs_default): its one trial
+    # gets that much more time than the default's first.
+    cost: float = 1.0
 
 
 def budget_pick(picks: tuple[BudgetPick, ...], default_epochs: float) -> BudgetPick | None:
@@ -91,7 +94,7 @@ def plan_budget(
     training's FINAL_EPOCHS_WANTED epochs, and never more than MAX_SEARCH_SHARE of the budget. Where
     that leaves nothing to search, or time for fewer than MIN_SEARCH_TRIALS trials of `trial_s` (the
     first trial's seconds), the space's budget pick for the epochs that fit (if any) gets one trial of
-    `pick_trial_s`, and the final training is its."""
+    `pick_trial_s` (a trial of the default's cost) times its own cost, and the final training is its."""
     wanted_final = FINAL_EPOCHS_WANTED * final_epoch_s + AFTER_FINAL_TRAINING_S
     search_s = min(max_share * total_s, total_s - wanted_final)
     if max_share <= 0:
@@ -116,7 +119,7 @@ def plan_budget(
             f"; at that budget '{pick.name}' trained better than the default on the portfolio bench, "
             "so one trial checks it learns here and the final model is its"
         )
-        search_s = spent_s + pick_trial_s
+        search_s = spent_s + pick_trial_s * pick.cost
         return BudgetPlan(total_s, search_s, total_s - search_s, reason, pick=pick.name)
     reason = (
         f"the default needs about {wanted_final / 60:.1f} min for {FINAL_EPOCHS_WANTED} epochs "

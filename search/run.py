@@ -142,7 +142,7 @@ def budget_planner(
         if pace is None:
             return
         picks = tuner.hypermodel.budget_picks
-        # The pick's one-epoch trial, costed like the default's (most picks are cheaper: room to spare).
+        # The pick's one-epoch trial, costed like the default's times the pick's measured cost.
         trial_s = float(record.get("seconds") or 0.0)
         pick_trial_s = PICK_TRIAL_ALLOWANCE * trial_s
         spent = time.time() - job_started

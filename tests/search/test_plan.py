@@ -138,6 +138,10 @@ def test_where_nothing_is_searched_the_plan_trains_the_budget_pick_after_one_tri
     assert "'narrow'" in plan.describe() and "no search" in plan.describe()
     # 15 minutes fit 27 epochs: SHALLOW's range.
     assert plan_budget(900.0, 30.0, 40.0, picks=(NARROW, SHALLOW), pick_trial_s=20.0).pick == "shallow"
+    # A pick measured at three times the default's cost per epoch gets three times the trial time.
+    costly = dataclasses.replace(NARROW, cost=3.0)
+    plan = plan_budget(300.0, final_epoch_s=30.0, spent_s=40.0, picks=(costly,), pick_trial_s=20.0)
+    assert plan.pick == "narrow" and plan.search_s == 100.0 and plan.final_s == 200.0
     # Where the budget searches, the search decides; with the search off (default_only), the default.
     assert plan_budget(3600.0, 30.0, 40.0, picks=(NARROW, SHALLOW)).pick is None
     assert plan_budget(300.0, 30.0, 40.0, max_share=0.0, picks=(NARROW, SHALLOW)).pick is None
