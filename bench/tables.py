@@ -404,6 +404,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_search_quality_bf16_samplers": search_quality_table,
     "bench_search_quality_bf16_2700": search_quality_table,
     "bench_search_quality_bf16_2700_iterations": search_quality_table,
+    "bench_search_quality_bf16_900_warm": search_quality_table,
     "bench_search_quality_900": search_quality_table,
     "bench_samplers": samplers_table,
     "bench_portfolio": portfolio_table,
