@@ -142,7 +142,7 @@ def budget_planner(
         if pace is None:
             return
         picks = tuner.hypermodel.budget_picks
-        # The pick's one-epoch trial, costed like the default's times the pick's measured cost.
+        # A one-epoch pick trial's allowance at the default's cost; plan_budget scales it by the pick's.
         trial_s = float(record.get("seconds") or 0.0)
         pick_trial_s = PICK_TRIAL_ALLOWANCE * trial_s
         spent = time.time() - job_started
