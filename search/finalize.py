@@ -65,6 +65,18 @@ def search_history(run: RunFolder, trial_ids: list[str]) -> dict[str, dict]:
     return history
 
 
+def budget_pick_reason(run: RunFolder) -> str:
+    """Why the plan's budget pick is trained, whatever its one short trial scored."""
+    plan = {}
+    if run.job_json.is_file():
+        plan = json.loads(run.job_json.read_text()).get("plan") or {}
+    name = f"'{plan['pick']}'" if plan.get("pick") else "its configuration"
+    return (
+        f"the plan's budget pick: the budget fits too few epochs to search, and at this budget {name} "
+        "trained better than the default on the portfolio bench"
+    )
+
+
 def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: float | None = None) -> Finalized:
     started = time.time()
     run = RunFolder(run_dir)
@@ -94,10 +106,14 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
         chosen_because = "the best score of the search"
         if diverged:
             chosen_because = f"the next candidate: the final training of {', '.join(diverged)} diverged"
+        elif tuner.oracle.proposals.get(best.trial_id) == "budget":
+            chosen_because = budget_pick_reason(run)
+            if top is not None and top.trial_id != best.trial_id:
+                print(f"training trial {best.trial_id}, not the top-ranked {top.trial_id}: {chosen_because}")
         elif top is not None and top.trial_id != best.trial_id:
             chosen_because = (
-                f"expected to score best after {final_s / 60:.1f} min of final training at the measured "
-                f"paces (the top-ranked trial {top.trial_id} is slower per epoch)"
+                f"expected to score best after {final_s / 60:.1f} min of final training, from each trial's "
+                f"measured pace and the epochs it was scored at (the top-ranked is {top.trial_id})"
             )
             print(f"training trial {best.trial_id}, not the top-ranked {top.trial_id}: {chosen_because}")
 

@@ -54,6 +54,7 @@ def run_job(config: SearchConfig, total_s: float, max_search_share: float = MAX_
         )
         if searched.plan is not None:
             ledger.plan = {**dataclasses.asdict(searched.plan), "describe": searched.plan.describe()}
+            ledger.write()  # now, not at the next tick: the final training's reason names the plan's pick
         if searched.interrupted:  # Ctrl-C ends the job, not just its search
             raise KeyboardInterrupt
         left = total_s - (time.time() - started)

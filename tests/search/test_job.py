@@ -114,6 +114,8 @@ def test_a_budget_too_small_for_the_final_training_searches_nothing_but_its_budg
     # The final model is the pick, trained for what the rest of the budget fits (more than the 1
     # epoch its trial had).
     assert metrics["best_trial"] == trials.loc[1, "trial_id"] and metrics["retrain_epochs"] > 1
+    # The report says why: the pick, by name, whatever its one short trial scored.
+    assert "budget pick" in metrics["chosen_because"] and "'two-blocks'" in metrics["chosen_because"]
     job = json.loads((tmp_path / "run" / "job.json").read_text())
     assert job["plan"]["pick"] == "two-blocks"
 
