@@ -193,6 +193,28 @@ def samplers_table(table: pd.DataFrame) -> str:
     return provenance(table, extra) + "\n\n" + markdown(header, body)
 
 
+def quickstart_table(table: pd.DataFrame) -> str:
+    """`make run` on each machine (the emulated slow one included): what a newcomer's first job gives."""
+    header = ["machine", "precision", "test accuracy", "trials", "final model", "epochs", "wall s", "plan"]
+    body = [
+        [
+            str(row.machine),
+            str(row.precision),
+            f"**{_percent(row.test_accuracy)}** on {_integer(row.test_images)} images",
+            _integer(row.trials),
+            f"trial {int(row.final_trial):04d}: {row.chosen_because}",
+            _integer(row.retrain_epochs),
+            _number(row.wall_seconds, 0),
+            str(row.plan),
+        ]
+        for row in table.itertuples()
+    ]
+    first = table.iloc[0]
+    commands = " ; ".join(f"`{c}`" for c in dict.fromkeys(table["command"].dropna()))
+    line = f"Measured at commit `{first['commit']}` on {first['date']}. Command: {commands}."
+    return line + "\n\n" + markdown(header, body)
+
+
 def throughput_table(table: pd.DataFrame) -> str:
     rows = [
         [
@@ -419,6 +441,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_device_loop": device_loop_table,
     "bench_device_loop_tf": device_loop_tf_table,
     "bench_flip_averaging": flip_averaging_table,
+    "bench_quickstart": quickstart_table,
     "bench_internals": internals_table,
 }
 
