@@ -3,9 +3,8 @@ machine as it is and on an emulated slow one.
 
 The slow machines these VMs sometimes are (2 AVX2 cores, a float32 conv peak of 135 to 170 GFLOP/s)
 cannot be chosen, so `slow` emulates one: the job and its peak measurement run on one core that a
-busy loop shares with them, in float32 (what HyperCNN picks on a CPU without native bfloat16). On 2
-AVX512-BF16 cores that measured a float32 conv peak of about 120 GFLOP/s, a little below the slow
-machines'. Each row carries the peak measured under its own conditions.
+busy loop shares with them, in float32 (what HyperCNN picks on a CPU without native bfloat16). How
+slow that is depends on the VM, so each row carries the peak measured under its own conditions.
 
     .venv/bin/python bench/quickstart.py --modes native,slow    # ~22 minutes: results/bench_quickstart.csv
 """
@@ -105,7 +104,7 @@ def run_mode(mode: str, data: str, work: Path) -> dict:
         "budget_seconds": job["time_budget_s"],
         "flags": " ".join(flags),
     }
-    row.update(machine_row(peak, precision=env.get("precision") or "float32"))
+    row.update(machine_row(peak, precision=env["hardware"]["precision"]))  # what the run itself picked
     if mode == "slow":
         row["cores"] = 1
         row["machine"] = f"{row['cpu']}, {MODES['slow']}, float32 conv peak {peak:.0f} GFLOP/s"
