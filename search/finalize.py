@@ -22,6 +22,7 @@ from search.retrain import (
     RETRAIN_BUDGET_MARGIN,
     Retrained,
     best_trial,
+    final_candidates,
     retrain_best,
 )
 from search.run import build_tuner
@@ -65,16 +66,29 @@ def search_history(run: RunFolder, trial_ids: list[str]) -> dict[str, dict]:
     return history
 
 
+def job_plan(run: RunFolder) -> dict:
+    """The budget plan `hypercnn run` wrote to job.json; empty for a search run on its own."""
+    if not run.job_json.is_file():
+        return {}
+    return json.loads(run.job_json.read_text()).get("plan") or {}
+
+
 def budget_pick_reason(run: RunFolder) -> str:
     """Why the plan's budget pick is trained, whatever its one short trial scored."""
-    plan = {}
-    if run.job_json.is_file():
-        plan = json.loads(run.job_json.read_text()).get("plan") or {}
+    plan = job_plan(run)
     name = f"'{plan['pick']}'" if plan.get("pick") else "its configuration"
     return (
         f"the plan's budget pick: the budget fits too few epochs to search, and at this budget {name} "
         "trained better than the default on the portfolio bench"
     )
+
+
+def only_trial_reason(run: RunFolder) -> str:
+    """Why the one finished trial is trained: not the best of a search, since there was none."""
+    reason = job_plan(run).get("reason")
+    if not reason:
+        return "the only finished trial (nothing else was searched)"
+    return f"the only finished trial: {reason}"
 
 
 def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: float | None = None) -> Finalized:
@@ -110,6 +124,8 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
             chosen_because = budget_pick_reason(run)
             if top is not None and top.trial_id != best.trial_id:
                 print(f"training trial {best.trial_id}, not the top-ranked {top.trial_id}: {chosen_because}")
+        elif len(final_candidates(tuner)) == 1:
+            chosen_because = only_trial_reason(run)
         elif top is not None and top.trial_id != best.trial_id:
             chosen_because = (
                 f"expected to score best after {final_s / 60:.1f} min of final training, from each trial's "

@@ -74,3 +74,21 @@ def test_when_every_final_training_diverges_it_says_so_in_one_line(poisoned_run:
     with pytest.raises(HyperCNNError, match="diverged for every finished trial") as error:
         finalize_run(poisoned_run, retrain=True)
     assert "\n" not in str(error.value)
+
+
+def test_a_search_of_one_trial_ships_it_as_the_only_trial_with_the_plans_reason(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    """Where the budget plan searched nothing (a slow machine's `make run`), the report must not call the
+    default 'the best score of the search': it says it was the only trial, and the plan's reason."""
+    from search import run_search
+    from tests.conftest import quick_search_config
+
+    # max_epochs 1, one Hyperband iteration: exactly one trial, the space's default.
+    one_trial = quick_search_config(tmp_path, tiny_npz, max_epochs=1, hyperband_iterations=1)
+    assert run_search(one_trial).trials == 1
+    reason = "the whole budget fits about 3 epochs of the default, so no search beyond its first trial"
+    (tmp_path / "run" / "job.json").write_text(json.dumps({"time_budget_s": 60, "plan": {"reason": reason}}))
+    finalize_run(tmp_path / "run")
+    chosen_because = json.loads((tmp_path / "run" / "report" / "metrics.json").read_text())["chosen_because"]
+    assert chosen_because == f"the only finished trial: {reason}"
