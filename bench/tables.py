@@ -329,6 +329,27 @@ def device_loop_tf_table(table: pd.DataFrame) -> str:
     )
 
 
+def ema_table(table: pd.DataFrame) -> str:
+    """Validation accuracy per EMA momentum (0: no average): each seed, the mean, and the mean's
+    difference to no average beside the seeds' spread."""
+    body = []
+    baseline = table.loc[table["ema_momentum"] == 0, "val_accuracy"].mean()
+    for momentum, rows in table.groupby("ema_momentum", sort=True):
+        seeds = rows.sort_values("seed")
+        mean, spread = seeds["val_accuracy"].mean(), seeds["val_accuracy"].std()  # as search_quality's
+        body.append(
+            [
+                "none" if momentum == 0 else f"{float(momentum):g}",
+                _integer(seeds["epochs"].iloc[0]),
+                " / ".join(_percent(v) for v in seeds["val_accuracy"]),
+                f"**{_percent(mean)}**" + ("" if pd.isna(spread) else f" ± {100 * spread:.2f}"),
+                "" if momentum == 0 else f"{100 * (mean - baseline):+.2f}",
+            ]
+        )
+    header = ["EMA momentum", "epochs", "validation, per seed", "mean ± spread", "vs none, points"]
+    return provenance(table) + "\n\n" + markdown(header, body)
+
+
 def flip_averaging_table(table: pd.DataFrame) -> str:
     rows = [
         [
@@ -431,6 +452,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_search_quality_900": search_quality_table,
     "bench_samplers": samplers_table,
     "bench_portfolio": portfolio_table,
+    "bench_ema": ema_table,
     "bench_portfolio_entries": portfolio_table,
     "bench_portfolio_bf16": portfolio_table,
     "bench_portfolio_bf16_seed1": portfolio_table,
