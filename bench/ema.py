@@ -33,35 +33,21 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "results" / "bench_ema.csv"))
     args = parser.parse_args()
 
-    from search.quiet import load_keras_backend
+    from protocol import protocol_training
 
-    load_keras_backend()
+    trainer = protocol_training(args.data, args.space, args.cache_dir, "/tmp/hypercnn-ema")
     import keras
     import keras_tuner as kt
     import pandas as pd
-    from machine import machine_row, measure_conv_peak, merge_rows
-    from search_quality import protocol_splits
+    from machine import merge_rows
 
-    from search import SearchConfig
-    from search.pipeline import make_dataset
-    from search.run import build_hypermodel, data_spec
     from spaces.batch_stats import recompute_batch_norm_statistics
 
-    splits = protocol_splits(args.data, args.cache_dir)
-    peak, _ = measure_conv_peak("float32")
-    config = SearchConfig.create(data=args.data, out="/tmp/hypercnn-ema", space=args.space, seed=0)
-    spec = data_spec(splits, config.batch_size)
-    hypermodel = build_hypermodel(config, spec)
-    machine = machine_row(peak, precision=hypermodel.precision or "float32")
-    print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
-    on_device = hypermodel.kernels.data == "device"
-    classes = len(splits.class_names)
-    validation = make_dataset(splits.x_val, splits.y_val, classes, config.batch_size, False, 0, on_device)
+    hypermodel, splits, batch_size = trainer.hypermodel, trainer.splits, trainer.config.batch_size
+    validation = trainer.dataset(training=False)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        train = make_dataset(
-            splits.x_train, splits.y_train, classes, config.batch_size, True, seed, on_device
-        )
+        train = trainer.dataset(training=True, seed=seed)
         for momentum in [float(m) for m in args.momenta.split(",")]:
             keras.utils.set_random_seed(seed)
             hp = kt.HyperParameters()
@@ -83,7 +69,7 @@ def main() -> None:
             started = time.time()
             hypermodel.fit(hp, model, train, epochs=args.epochs, verbose=0)
             wall = time.time() - started
-            recompute_batch_norm_statistics(model, splits.x_train, config.batch_size, seed=seed)
+            recompute_batch_norm_statistics(model, splits.x_train, batch_size, seed=seed)
             scores = model.evaluate(validation, verbose=0, return_dict=True)
             row = {
                 "space": args.space,
@@ -97,7 +83,7 @@ def main() -> None:
             print(row, flush=True)
             rows.append(row)
     table = pd.DataFrame(rows)
-    for column, value in machine.items():
+    for column, value in trainer.machine.items():
         table[column] = value
     table["command"] = "python bench/ema.py " + " ".join(sys.argv[1:])
     target = Path(args.output)

@@ -104,31 +104,16 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "results" / "bench_portfolio.csv"))
     args = parser.parse_args()
 
-    from search.quiet import load_keras_backend
+    from protocol import protocol_training
 
-    load_keras_backend()
+    trainer = protocol_training(args.data, args.space, args.cache_dir, "/tmp/hypercnn-portfolio")
     import keras
     import pandas as pd
-    from machine import machine_row, measure_conv_peak, merge_rows
-    from search_quality import protocol_splits
+    from machine import merge_rows
 
-    from search import SearchConfig
-    from search.pipeline import make_dataset
-    from search.run import build_hypermodel, data_spec
-
-    splits = protocol_splits(args.data, args.cache_dir)
-    peak, _ = measure_conv_peak("float32")
-    config = SearchConfig.create(data=args.data, out="/tmp/hypercnn-portfolio", space=args.space, seed=0)
-    spec = data_spec(splits, config.batch_size)
-    hypermodel = build_hypermodel(config, spec)
-    machine = machine_row(peak, precision=hypermodel.precision or "float32")
-    print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
-    on_device = hypermodel.kernels.data == "device"
-    classes = len(splits.class_names)
-    train = make_dataset(
-        splits.x_train, splits.y_train, classes, config.batch_size, True, args.seed, on_device
-    )
-    validation = make_dataset(splits.x_val, splits.y_val, classes, config.batch_size, False, 0, on_device)
+    spec, hypermodel, machine = trainer.spec, trainer.hypermodel, trainer.machine
+    train = trainer.dataset(training=True, seed=args.seed)
+    validation = trainer.dataset(training=False)
     chosen = candidates(args.space)
     if args.candidates:
         chosen = {name: chosen[name] for name in args.candidates.split(",")}

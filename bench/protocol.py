@@ -1,0 +1,49 @@
+"""One space's models trained on the search-quality protocol's splits, outside a search: what the
+benches that decide shipped choices on validation data (bench/portfolio.py, bench/ema.py) share."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass
+class ProtocolTraining:
+    splits: Any  # search.data.split's Splits: 10,000 training / 2,000 validation / 10,000 test images
+    config: Any  # search.SearchConfig for the space, seed 0
+    spec: Any  # the data spec the hypermodel's schedules are sized by
+    hypermodel: Any
+    machine: dict  # bench/machine.py's columns, the float32 conv peak measured now
+    on_device: bool  # whether the split lives on the device (spaces.kernels' choice)
+
+    def dataset(self, training: bool, seed: int = 0):
+        """Batches of the training split (shuffled and augmented with `seed`) or the validation split."""
+        from search.pipeline import make_dataset
+
+        splits = self.splits
+        x, y = (splits.x_train, splits.y_train) if training else (splits.x_val, splits.y_val)
+        classes = len(splits.class_names)
+        return make_dataset(x, y, classes, self.config.batch_size, training, seed, self.on_device)
+
+
+def protocol_training(data: str, space: str, cache_dir: str, out: str) -> ProtocolTraining:
+    """The splits, the space's hypermodel as a search on this machine would build it, and the machine's
+    row (printed, with the commit), ready to train."""
+    from search.quiet import load_keras_backend
+
+    load_keras_backend()
+    from machine import machine_row, measure_conv_peak
+    from search_quality import protocol_splits
+
+    from search import SearchConfig
+    from search.run import build_hypermodel, data_spec
+
+    splits = protocol_splits(data, cache_dir)
+    peak, _ = measure_conv_peak("float32")
+    config = SearchConfig.create(data=data, out=out, space=space, seed=0)
+    spec = data_spec(splits, config.batch_size)
+    hypermodel = build_hypermodel(config, spec)
+    machine = machine_row(peak, precision=hypermodel.precision or "float32")
+    print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
+    on_device = hypermodel.kernels.data == "device"
+    return ProtocolTraining(splits, config, spec, hypermodel, machine, on_device)
