@@ -11,10 +11,18 @@ from typing import Any
 class ProtocolTraining:
     splits: Any  # search.data.split's Splits: 10,000 training / 2,000 validation / 10,000 test images
     config: Any  # search.SearchConfig for the space, seed 0
-    spec: Any  # the data spec the hypermodel's schedules are sized by
     hypermodel: Any
     machine: dict  # bench/machine.py's columns, the float32 conv peak measured now
-    on_device: bool  # whether the split lives on the device (spaces.kernels' choice)
+
+    @property
+    def spec(self) -> Any:
+        """The data spec the hypermodel's schedules are sized by."""
+        return self.hypermodel.data
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the split lives on the device (spaces.kernels' choice)."""
+        return self.hypermodel.kernels.data == "device"
 
     def dataset(self, training: bool, seed: int = 0):
         """Batches of the training split (shuffled and augmented with `seed`) or the validation split."""
@@ -41,9 +49,7 @@ def protocol_training(data: str, space: str, cache_dir: str, out: str) -> Protoc
     splits = protocol_splits(data, cache_dir)
     peak, _ = measure_conv_peak("float32")
     config = SearchConfig.create(data=data, out=out, space=space, seed=0)
-    spec = data_spec(splits, config.batch_size)
-    hypermodel = build_hypermodel(config, spec)
+    hypermodel = build_hypermodel(config, data_spec(splits, config.batch_size))
     machine = machine_row(peak, precision=hypermodel.precision or "float32")
     print(f"machine: {machine['machine']}; commit {machine['commit']}", flush=True)
-    on_device = hypermodel.kernels.data == "device"
-    return ProtocolTraining(splits, config, spec, hypermodel, machine, on_device)
+    return ProtocolTraining(splits, config, hypermodel, machine)

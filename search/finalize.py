@@ -15,6 +15,7 @@ from search.config import SearchConfig
 from search.data import load_data
 from search.errors import HyperCNNError
 from search.export import export_model
+from search.ranking import is_ranked
 from search.report import compute
 from search.retrain import (
     AFTER_TRAINING_SECONDS,
@@ -22,7 +23,6 @@ from search.retrain import (
     RETRAIN_BUDGET_MARGIN,
     Retrained,
     best_trial,
-    final_candidates,
     retrain_best,
 )
 from search.run import build_tuner
@@ -110,6 +110,8 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
     trials = trials_table(tuner.oracle.trials, run, config.objective, tuner.oracle.proposals)
     write_csv(run.trials_csv, trials)
     top = tuner.best_trial()
+    # Counted from the oracle's statuses once: final_candidates would read every trial's record again.
+    ranked_trials = sum(is_ranked(t.status, t.score) for t in tuner.oracle.trials.values())
     diverged: tuple[str, ...] = ()
     while True:
         final_s = None
@@ -124,7 +126,7 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
             chosen_because = budget_pick_reason(run)
             if top is not None and top.trial_id != best.trial_id:
                 print(f"training trial {best.trial_id}, not the top-ranked {top.trial_id}: {chosen_because}")
-        elif len(final_candidates(tuner)) == 1:
+        elif ranked_trials == 1:
             chosen_because = only_trial_reason(run)
         elif top is not None and top.trial_id != best.trial_id:
             chosen_because = (
