@@ -87,13 +87,19 @@ def _hypercnn_figure(rows: pd.DataFrame) -> float | None:
 
 
 def search_quality_table(table: pd.DataFrame) -> str:
-    parts = [provenance(table)]
+    # "search's validation" is the score that chose the model: the winning trial's (after its 1 to 9
+    # search epochs, not after the final training) or a peer's best epoch; only the test column compares.
+    parts = [
+        provenance(table)
+        + " The validation column is the score each system chose its model by (HyperCNN: the chosen"
+        " trial's score after its search epochs, before the final training), not a second test."
+    ]
     header = [
         "system",
         "sampler",
         "seed",
         "test accuracy",
-        "validation",
+        "search's validation",
         "trials",
         "epochs",
         "search s",
