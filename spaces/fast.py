@@ -81,7 +81,9 @@ class FastNet(SpaceHyperModel):
     # led the default by +1.0 points at 65 default epochs and +2.8 at 80 (it trailed by 0.7 at 45),
     # where cutout was -0.15 at 65. Below: cutout, at the default's cost: at 45 it led the default by
     # +1.55, +0.65 and -0.85 (three runs, mean +0.45), at 30 it trailed by 0.75. The range ends where the
-    # plan starts searching: a little beyond FINAL_EPOCHS_WANTED when that leaves too few trials.
+    # plan starts searching: a little beyond FINAL_EPOCHS_WANTED when that leaves too few trials. Below
+    # 40 the default is trained: at 36 (a 5-minute job on a 237 GFLOP/s VM) it led cutout by 0.55, width
+    # 48 by 1.0 and width 24 by 2.6 points (results/bench_portfolio_bf16_36.csv).
     budget_picks = (
         BudgetPick("w48-gelu", W48_GELU, FINAL_EPOCHS_WANTED, FINAL_EPOCHS_WANTED + 10, cost=3.2),
         BudgetPick("cutout", {"augment_cutout": 0.5}, 40, FINAL_EPOCHS_WANTED),
