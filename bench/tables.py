@@ -465,6 +465,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_portfolio_bf16_57": portfolio_table,
     "bench_portfolio_bf16_80": portfolio_table,
     "bench_portfolio_bf16_45_65": portfolio_table,
+    "bench_portfolio_bf16_36": portfolio_table,
     "bench_throughput": throughput_table,
     "bench_augmentation_placement": augmentation_placement_table,
     "bench_device_loop": device_loop_table,
