@@ -87,8 +87,6 @@ def _hypercnn_figure(rows: pd.DataFrame) -> float | None:
 
 
 def search_quality_table(table: pd.DataFrame) -> str:
-    # "search's validation" is the score that chose the model: the winning trial's (after its 1 to 9
-    # search epochs, not after the final training) or a peer's best epoch; only the test column compares.
     parts = [
         provenance(table)
         + " The validation column is the score each system chose its model by (HyperCNN: the chosen"
