@@ -15,6 +15,7 @@ from search.config import SearchConfig
 from search.data import load_data
 from search.errors import HyperCNNError
 from search.export import export_model
+from search.plan import not_beating_default
 from search.ranking import is_ranked
 from search.report import compute
 from search.retrain import (
@@ -23,6 +24,7 @@ from search.retrain import (
     RETRAIN_BUDGET_MARGIN,
     Retrained,
     best_trial,
+    final_candidates,
     retrain_best,
 )
 from search.run import build_tuner
@@ -118,8 +120,16 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
         if time_budget_s is not None:
             left = time_budget_s - (time.time() - started)
             final_s = max(1.0, RETRAIN_BUDGET_MARGIN * left - AFTER_TRAINING_SECONDS)
-        best = best_trial(tuner, final_s, len(splits.y_train) + len(splits.y_val), exclude=diverged)
+        best = best_trial(
+            tuner,
+            final_s,
+            len(splits.y_train) + len(splits.y_val),
+            diverged,
+            validation_images=len(splits.y_val),
+        )
         chosen_because = "the best score of the search"
+        candidates = [c for c in final_candidates(tuner) if c.trial_id not in diverged]
+        passed_over = not_beating_default(candidates, len(splits.y_val))
         if diverged:
             chosen_because = f"the next candidate: the final training of {', '.join(diverged)} diverged"
         elif tuner.oracle.proposals.get(best.trial_id) == "budget":
@@ -128,6 +138,17 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
                 print(f"training trial {best.trial_id}, not the top-ranked {top.trial_id}: {chosen_because}")
         elif ranked_trials == 1:
             chosen_because = only_trial_reason(run)
+        elif top is not None and top.trial_id in passed_over:
+            chosen_because = (
+                f"the top-ranked {top.trial_id} did not beat the default configuration by more than the "
+                f"noise of {len(splits.y_val):,} validation images at equal epochs, so "
+                + (
+                    "the default is trained"
+                    if any(c.default and c.trial_id == best.trial_id for c in candidates)
+                    else "the best trial that did"
+                )
+            )
+            print(f"training trial {best.trial_id}, not the top-ranked {top.trial_id}: {chosen_because}")
         elif top is not None and top.trial_id != best.trial_id:
             chosen_because = (
                 f"expected to score best after {final_s / 60:.1f} min of final training, from each trial's "

@@ -42,6 +42,12 @@ AFTER_FINAL_TRAINING_S = 45.0
 # A budget pick whose one-epoch trial scored this far below the default's is not trusted: the bench's
 # evidence (CIFAR-10) does not hold on this data, and the default is trained instead.
 BUDGET_PICK_TOLERANCE = 0.05
+# A trial leaves the default only if its validation accuracy beat the default's at equal epochs by
+# more than this many standard errors of their difference (one-sided 95 %). Short trials are noisy:
+# at 900 s (2 AVX512-BF16 cores, bench/search_quality.py at 67a9cd4, model sampler, seed 2) a width-24
+# trial that led the default's first epoch by 2.4 points on 2,000 images (noise: 1.6 points) was
+# chosen on a 0.5-point lead at 3 epochs and ended 1.4 points below the default trained alone.
+DEFAULT_MARGIN_Z = 1.645
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +155,11 @@ class Candidate:
     parent: str | None = None
     # The plan's budget pick (BudgetPlan.pick): trained last unless its trial scored far below the rest.
     budget_pick: bool = False
+    # The space's default configuration (the warm start's first trial), or a promotion of it.
+    default: bool = False
+    # Validation accuracy when scored (a share of the validation images): what the default guard
+    # weighs, whatever the objective, because its noise is known. None: no guard for this trial.
+    accuracy: float | None = None
 
 
 def gain_per_log_epoch(candidates: list[Candidate]) -> float:
@@ -184,14 +195,78 @@ def expected_final_score(candidate: Candidate, final_s: float, final_images: int
     return candidate.score + gain * math.log(min(ratio, MAX_EXTRAPOLATION))
 
 
-def choose_final(candidates: list[Candidate], final_s: float | None, final_images: int) -> Candidate | None:
+def configuration_of(candidate: Candidate, by_id: dict[str, Candidate]) -> str:
+    """The first trial of the candidate's configuration (Hyperband's promotions continue a parent)."""
+    seen = {candidate.trial_id}
+    while candidate.parent in by_id and candidate.parent not in seen:
+        candidate = by_id[candidate.parent]
+        seen.add(candidate.trial_id)
+    return candidate.trial_id
+
+
+def _accuracy_at(rungs: list[Candidate], epochs: int, gain: float) -> float:
+    """The accuracy a configuration's `rungs` reached at `epochs`: measured where a rung was scored
+    there, else moved from the nearest rung along `gain` per e-fold of epochs."""
+    at = [r.accuracy for r in rungs if r.epochs == epochs and r.accuracy is not None]
+    if at:
+        return max(at)
+    nearest = min(rungs, key=lambda r: (abs(math.log(epochs / r.epochs)), -r.epochs))
+    return min(1.0, max(0.0, nearest.accuracy + gain * math.log(epochs / nearest.epochs)))
+
+
+def beats_default(rungs: list[Candidate], default_rungs: list[Candidate], gain: float, images: int) -> bool:
+    """Whether a configuration (its trials, `rungs`) beat the default's on validation accuracy at
+    equal epochs (the most epochs both were scored at; else its first rung, the default's moved
+    there) by more than DEFAULT_MARGIN_Z standard errors of the difference on `images` images."""
+    mine = [r for r in rungs if r.accuracy is not None and r.epochs > 0]
+    theirs = [r for r in default_rungs if r.accuracy is not None and r.epochs > 0]
+    if not mine or not theirs or images <= 0:
+        return True
+    shared = {r.epochs for r in mine} & {r.epochs for r in theirs}
+    epochs = max(shared) if shared else min(r.epochs for r in mine)
+    p_mine = _accuracy_at(mine, epochs, gain)
+    p_default = _accuracy_at(theirs, epochs, gain)
+    # Independent binomial errors: the two share the validation images, so this overstates the noise.
+    noise = math.sqrt((p_mine * (1 - p_mine) + p_default * (1 - p_default)) / images)
+    return p_mine - p_default > DEFAULT_MARGIN_Z * noise
+
+
+def not_beating_default(candidates: list[Candidate], validation_images: int) -> set[str]:
+    """Trials whose configuration did not beat the default's by more than the noise of
+    `validation_images` (beats_default): none of its trials is trained last while the default can be.
+    Empty where no trial of the default is among the candidates (say its final training diverged).
+    The budget pick is spared: its evidence is the portfolio bench's, at the final training's length."""
+    by_id = {c.trial_id: c for c in candidates}
+    configurations: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        configurations.setdefault(configuration_of(c, by_id), []).append(c)
+    default_rungs = [c for c in candidates if c.default]
+    if not default_rungs:
+        return set()
+    gain = gain_per_log_epoch(candidates)
+    return {
+        c.trial_id
+        for rungs in configurations.values()
+        if not any(r.default or r.budget_pick for r in rungs)
+        and not beats_default(rungs, default_rungs, gain, validation_images)
+        for c in rungs
+    }
+
+
+def choose_final(
+    candidates: list[Candidate], final_s: float | None, final_images: int, validation_images: int = 0
+) -> Candidate | None:
     """The best trial after the final training `final_s` allows, among those it fits MIN_FINAL_EPOCHS
     epochs (all of them when none does); without a time budget, the best score (ties: the earliest
     trial). A configuration that is best at 9 epochs but fits only 12 in the final training's time
     loses to a cheaper one that fits 30, however its short score extrapolates. The plan's budget pick
-    comes first, unless its trial scored more than BUDGET_PICK_TOLERANCE below the best."""
+    comes first, unless its trial scored more than BUDGET_PICK_TOLERANCE below the best. With
+    `validation_images`, a trial whose configuration did not beat the default beyond the noise of
+    that many images (not_beating_default) is passed over for the default."""
     if not candidates:
         return None
+    excluded = not_beating_default(candidates, validation_images)
+    candidates = [c for c in candidates if c.trial_id not in excluded]
     if final_s is None or any(c.seconds_per_image <= 0 for c in candidates):
         return min(candidates, key=lambda c: (-c.score, c.trial_id))
     best_score = max(c.score for c in candidates)

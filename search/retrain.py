@@ -49,37 +49,62 @@ class Retrained:
     batch_norm_images: int = 0
 
 
+def accuracy_when_scored(trial: kt.engine.trial.Trial, record: dict[str, Any], epochs: int) -> float:
+    """The trial's validation accuracy at the epoch its score was taken (its record's history), or its
+    best validation accuracy where the history does not say."""
+    accuracies = record.get("history", {}).get("val_accuracy", [])
+    epochs_seen = record.get("history", {}).get("epoch", [])
+    if epochs in epochs_seen and len(accuracies) == len(epochs_seen):
+        return float(accuracies[epochs_seen.index(epochs)])
+    return float(trial.metrics.get_best_value("val_accuracy"))
+
+
 def final_candidates(tuner: HyperCNNTuner) -> list[Candidate]:
     """Every trial with a score, as search.plan weighs them: score (higher is better), the epochs it
-    had when scored, and its measured pace."""
+    had when scored, its measured pace, and whether it is the default configuration."""
+    trials = tuner.oracle.trials
     candidates = []
-    for trial in tuner.oracle.trials.values():
+    for trial in trials.values():
         if not is_ranked(trial.status, trial.score):
             continue
         record = tuner.run.read_trial_record(trial.trial_id)
         pace = seconds_per_image(record, tuner.config.batch_size)
-        epochs = record.get("best_epoch") or trial.hyperparameters.values.get("tuner/epochs", 1)
+        epochs = int(record.get("best_epoch") or trial.hyperparameters.values.get("tuner/epochs", 1))
+        # A promotion's configuration is its first ancestor's, the only one the oracle names a source for.
+        root = trial
+        while root.hyperparameters.values.get("tuner/trial_id") in trials:
+            root = trials[root.hyperparameters.values["tuner/trial_id"]]
+        accuracy = (
+            accuracy_when_scored(trial, record, epochs) if trial.metrics.exists("val_accuracy") else None
+        )
         candidates.append(
             Candidate(
                 trial_id=trial.trial_id,
                 score=-tuner.objective.sort_key(float(trial.score)),
-                epochs=int(epochs),
+                epochs=epochs,
                 seconds_per_image=pace or 0.0,
                 parent=trial.hyperparameters.values.get("tuner/trial_id"),
                 budget_pick=tuner.oracle.proposals.get(trial.trial_id) == "budget",
+                default=tuner.oracle.proposals.get(root.trial_id) == "default",
+                accuracy=accuracy,
             )
         )
     return candidates
 
 
 def best_trial(
-    tuner: HyperCNNTuner, final_s: float | None = None, final_images: int = 0, exclude: tuple[str, ...] = ()
+    tuner: HyperCNNTuner,
+    final_s: float | None = None,
+    final_images: int = 0,
+    exclude: tuple[str, ...] = (),
+    validation_images: int = 0,
 ) -> BestTrial:
     """The trial to train last: with `final_s`, the one expected to be best after a final training of
-    that many seconds on `final_images` images (search.plan.choose_final); else the best score.
+    that many seconds on `final_images` images (search.plan.choose_final); else the best score. With
+    `validation_images`, only trials that beat the default beyond the noise of that many images.
     `exclude`: trials whose final training already diverged."""
     candidates = [c for c in final_candidates(tuner) if c.trial_id not in exclude]
-    chosen = choose_final(candidates, final_s, final_images)
+    chosen = choose_final(candidates, final_s, final_images, validation_images)
     if chosen is None and exclude:
         raise HyperCNNError(
             f"the final training diverged for every finished trial of {tuner.run.path} "
@@ -94,14 +119,8 @@ def best_trial(
     # The epoch at which the objective peaked, counted from the start of training (final_candidates
     # read it from the same record).
     epochs = chosen.epochs
-    accuracies = record.get("history", {}).get("val_accuracy", [])
-    epochs_seen = record.get("history", {}).get("epoch", [])
-    val_accuracy = (
-        accuracies[epochs_seen.index(epochs)]
-        if epochs in epochs_seen and len(accuracies) == len(epochs_seen)
-        else trial.metrics.get_best_value("val_accuracy")
-    )
-    return BestTrial(trial.trial_id, float(trial.score), float(val_accuracy), epochs, trial.hyperparameters)
+    val_accuracy = accuracy_when_scored(trial, record, epochs)
+    return BestTrial(trial.trial_id, float(trial.score), val_accuracy, epochs, trial.hyperparameters)
 
 
 # Bounds the plan where a budget fits hundreds of epochs: past 200, more epochs of the same model did

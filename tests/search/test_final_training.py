@@ -92,3 +92,45 @@ def test_a_search_of_one_trial_ships_it_as_the_only_trial_with_the_plans_reason(
     finalize_run(tmp_path / "run")
     chosen_because = json.loads((tmp_path / "run" / "report" / "metrics.json").read_text())["chosen_because"]
     assert chosen_because == f"the only finished trial: {reason}"
+
+
+def test_a_top_trial_within_the_noise_of_the_default_loses_the_final_training_to_it(
+    finished_run: Path, tmp_path: Path, capsys
+) -> None:
+    """The default's trials are rewritten to score just below the best other trial: that trial tops
+    the ranking, but a 1-point lead on 40 validation images is noise, so the default is trained."""
+    from search.config import SearchConfig
+    from search.data import load_data
+    from search.plan import not_beating_default
+    from search.retrain import final_candidates
+    from search.run import build_tuner
+
+    run = copy_run(finished_run, tmp_path / "copy")
+    config = SearchConfig.load(run)
+    candidates = final_candidates(build_tuner(config, load_data(config), overwrite=False))
+    defaults = {c.trial_id for c in candidates if c.default}
+    # The default is the warm start's first trial; its promotions share its configuration.
+    assert "0000" in defaults and all(
+        c.default == (c.parent in defaults or c.trial_id == "0000") for c in candidates
+    )
+    assert all(c.accuracy is not None for c in candidates)
+    rival = max((c for c in candidates if not c.default), key=lambda c: (c.score, c.trial_id))
+    for trial_id in defaults:
+        folder = run / "tuner" / f"trial_{trial_id}"
+        trial = json.loads((folder / "trial.json").read_text())
+        record = json.loads((folder / "hypercnn.json").read_text())
+        trial["score"] = rival.score - 0.01
+        record["history"]["val_accuracy"] = [rival.accuracy - 0.01] * len(record["history"]["epoch"])
+        (folder / "trial.json").write_text(json.dumps(trial))
+        (folder / "hypercnn.json").write_text(json.dumps(record))
+    tuner = build_tuner(config, load_data(config), overwrite=False)
+    top = tuner.best_trial().trial_id  # among trials tied with the rival, KerasTuner's own order decides
+    candidates = final_candidates(tuner)
+    assert top not in defaults and tuner.oracle.get_trial(top).score == rival.score
+    assert top in not_beating_default(candidates, config.val_size)
+
+    finalize_run(run, retrain=True)
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert metrics["best_trial"] in defaults
+    assert f"the top-ranked {top} did not beat the default configuration" in metrics["chosen_because"]
+    assert f"not the top-ranked {top}" in capsys.readouterr().out

@@ -10,6 +10,7 @@ import pytest
 from search.plan import (
     BUDGET_PICK_TOLERANCE,
     DEFAULT_GAIN_PER_LOG_EPOCH,
+    DEFAULT_MARGIN_Z,
     FINAL_EPOCHS_WANTED,
     MAX_EXTRAPOLATION,
     MAX_SEARCH_SHARE,
@@ -22,6 +23,7 @@ from search.plan import (
     expected_final_score,
     final_epochs_that_fit,
     gain_per_log_epoch,
+    not_beating_default,
     plan_budget,
     seconds_per_image,
 )
@@ -169,3 +171,73 @@ def test_a_search_with_time_for_too_few_trials_is_none_and_the_budget_pick_is_tr
     # Room for a few trials: a search, which decides.
     plan = plan_budget(300.0, final_epoch_s=3.0, spent_s=9.0, picks=(pick,), pick_trial_s=9.0, trial_s=6.0)
     assert plan.pick is None and plan.search_s > 9.0 + MIN_SEARCH_TRIALS * 6.0
+
+
+def trial(
+    trial_id: str, accuracy: float, epochs: int, pace: float, parent: str | None = None, **kw
+) -> Candidate:
+    """A candidate whose objective is validation accuracy (score and accuracy are the same number)."""
+    return Candidate(trial_id, accuracy, epochs, pace, parent=parent, accuracy=accuracy, **kw)
+
+
+# The 900 s bench's model sampler, seed 2 (67a9cd4, 2 AVX512-BF16 cores, 2,000 validation images): the
+# default's one epoch, and two portfolio entries at 1 and then 3 epochs; both fit 30 final epochs.
+SEED2_DEFAULT = trial("0000", 0.429, 1, 0.00063, default=True)
+SEED2_W24_1, SEED2_W24_3 = trial("0002", 0.4525, 1, 0.00093), trial("0011", 0.5975, 3, 0.00100, "0002")
+SEED2_W48_1, SEED2_W48_3 = trial("0003", 0.469, 1, 0.00119), trial("0009", 0.5925, 3, 0.00115, "0003")
+SEED2 = [SEED2_DEFAULT, SEED2_W24_1, SEED2_W48_1, SEED2_W48_3, SEED2_W24_3]
+
+
+def test_a_trial_that_did_not_beat_the_default_beyond_the_noise_is_not_trained_last() -> None:
+    """Width 24 led the default's first epoch by 2.4 points (under the margin on 2,000 images) and
+    width 48 by 4.0; at 3 epochs width 24 led width 48 by 0.5. Chosen on that, width 24 ended 1.4
+    points below the default trained alone; width 48 beat it in five runs of six."""
+    final_s, images = 450.0, 12_000
+    assert choose_final(SEED2, final_s, images) is SEED2_W24_3  # no guard: the 0.5-point lead wins
+    assert choose_final(SEED2, final_s, images, validation_images=2000) is SEED2_W48_3
+    assert not_beating_default(SEED2, 2000) == {"0002", "0011"}
+    # On ten times the validation images the same 2.4-point lead is beyond the noise.
+    assert not_beating_default(SEED2, 20_000) == set()
+    assert choose_final(SEED2, final_s, images, validation_images=20_000) is SEED2_W24_3
+    # Without a time budget (the best score) the guard holds too.
+    assert choose_final(SEED2, None, images, validation_images=2000) is SEED2_W48_3
+
+
+def test_where_nothing_beat_the_default_beyond_the_noise_the_default_is_trained() -> None:
+    default = trial("0000", 0.42, 1, 0.0006, default=True)
+    close = [trial("0001", 0.44, 1, 0.0006), trial("0004", 0.60, 3, 0.0006, parent="0001")]
+    assert choose_final([default, *close], 450.0, 12_000) is close[1]
+    assert choose_final([default, *close], 450.0, 12_000, validation_images=2000) is default
+    # The margin is DEFAULT_MARGIN_Z standard errors of the difference: just over it, the trial counts.
+    noise = math.sqrt((0.42 * 0.58 + 0.48 * 0.52) / 2000)
+    just = trial("0001", 0.42 + DEFAULT_MARGIN_Z * noise + 0.001, 1, 0.0006)
+    assert not_beating_default([default, just], 2000) == set()
+    short = trial("0001", 0.42 + DEFAULT_MARGIN_Z * noise - 0.001, 1, 0.0006)
+    assert not_beating_default([default, short], 2000) == {"0001"}
+
+
+def test_the_default_guard_compares_at_the_most_epochs_both_were_scored_at() -> None:
+    # The default promoted to 3 epochs: a trial far ahead at 1 epoch but level at 3 has not beaten it.
+    default_1 = trial("0000", 0.42, 1, 0.0006, default=True)
+    default_3 = trial("0005", 0.60, 3, 0.0006, parent="0000", default=True)
+    other_1 = trial("0001", 0.50, 1, 0.0006)
+    other_3 = trial("0006", 0.61, 3, 0.0006, parent="0001")
+    assert not_beating_default([default_1, default_3, other_1, other_3], 2000) == {"0001", "0006"}
+    # A trial that started at 3 epochs meets the default's 1-epoch score moved along the measured gain.
+    fresh = trial("0007", 0.62, 3, 0.0006)
+    gain = gain_per_log_epoch([default_1, fresh])
+    assert gain == DEFAULT_GAIN_PER_LOG_EPOCH
+    assert not_beating_default([default_1, fresh], 2000) == set()  # 0.62 against 0.42 + 0.05 ln 3
+    behind = dataclasses.replace(fresh, score=0.47, accuracy=0.47)
+    assert not_beating_default([default_1, behind], 2000) == {"0007"}
+
+
+def test_the_default_guard_spares_the_budget_pick_and_needs_a_default() -> None:
+    default = trial("0000", 0.42, 1, 0.0030, default=True)
+    pick = trial("0001", 0.40, 1, 0.0015, budget_pick=True)
+    assert choose_final([default, pick], 200.0, 12_000, validation_images=2000) is pick
+    # The default's final training diverged (it is no candidate any more): the rest compete as before.
+    assert not_beating_default([SEED2_W24_1, SEED2_W24_3, SEED2_W48_1, SEED2_W48_3], 2000) == set()
+    # A trial without a validation accuracy is not judged by it.
+    blind = dataclasses.replace(SEED2_W24_3, accuracy=None, parent=None)
+    assert not_beating_default([SEED2_DEFAULT, blind], 2000) == set()
