@@ -4,18 +4,23 @@ benches that decide shipped choices on validation data (bench/portfolio.py, benc
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the bench imports Keras only once its backend is chosen (protocol_training)
+    from search import SearchConfig
+    from search.data.split import Splits
+    from spaces.base import DataSpec, SpaceHyperModel
 
 
 @dataclasses.dataclass
 class ProtocolTraining:
-    splits: Any  # search.data.split's Splits: 10,000 training / 2,000 validation / 10,000 test images
-    config: Any  # search.SearchConfig for the space, seed 0
-    hypermodel: Any
+    splits: Splits  # 10,000 training / 2,000 validation / 10,000 test images
+    config: SearchConfig  # for the space, seed 0
+    hypermodel: SpaceHyperModel
     machine: dict  # bench/machine.py's columns, the float32 conv peak measured now
 
     @property
-    def spec(self) -> Any:
+    def spec(self) -> DataSpec:
         """The data spec the hypermodel's schedules are sized by."""
         return self.hypermodel.data
 
