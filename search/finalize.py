@@ -120,15 +120,16 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
         if time_budget_s is not None:
             left = time_budget_s - (time.time() - started)
             final_s = max(1.0, RETRAIN_BUDGET_MARGIN * left - AFTER_TRAINING_SECONDS)
+        candidates = [c for c in final_candidates(tuner) if c.trial_id not in diverged]
         best = best_trial(
             tuner,
             final_s,
             len(splits.y_train) + len(splits.y_val),
             diverged,
             validation_images=len(splits.y_val),
+            candidates=candidates,
         )
         chosen_because = "the best score of the search"
-        candidates = [c for c in final_candidates(tuner) if c.trial_id not in diverged]
         passed_over = not_beating_default(candidates, len(splits.y_val))
         if diverged:
             chosen_because = f"the next candidate: the final training of {', '.join(diverged)} diverged"

@@ -205,9 +205,9 @@ def configuration_of(candidate: Candidate, by_id: dict[str, Candidate]) -> str:
 
 
 def _accuracy_at(rungs: list[Candidate], epochs: int, gain: float) -> float:
-    """The accuracy a configuration's `rungs` reached at `epochs`: measured where a rung was scored
-    there, else moved from the nearest rung along `gain` per e-fold of epochs."""
-    at = [r.accuracy for r in rungs if r.epochs == epochs and r.accuracy is not None]
+    """The accuracy a configuration's `rungs` (each with an accuracy) reached at `epochs`: measured
+    where a rung was scored there, else moved from the nearest rung along `gain` per e-fold of epochs."""
+    at = [r.accuracy for r in rungs if r.epochs == epochs]
     if at:
         return max(at)
     nearest = min(rungs, key=lambda r: (abs(math.log(epochs / r.epochs)), -r.epochs))

@@ -98,12 +98,16 @@ def best_trial(
     final_images: int = 0,
     exclude: tuple[str, ...] = (),
     validation_images: int = 0,
+    candidates: list[Candidate] | None = None,
 ) -> BestTrial:
     """The trial to train last: with `final_s`, the one expected to be best after a final training of
     that many seconds on `final_images` images (search.plan.choose_final); else the best score. With
     `validation_images`, only trials that beat the default beyond the noise of that many images.
-    `exclude`: trials whose final training already diverged."""
-    candidates = [c for c in final_candidates(tuner) if c.trial_id not in exclude]
+    `exclude`: trials whose final training already diverged. `candidates`: final_candidates(tuner),
+    where the caller read them already (each is one read of a trial's record)."""
+    if candidates is None:
+        candidates = final_candidates(tuner)
+    candidates = [c for c in candidates if c.trial_id not in exclude]
     chosen = choose_final(candidates, final_s, final_images, validation_images)
     if chosen is None and exclude:
         raise HyperCNNError(
