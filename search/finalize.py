@@ -19,12 +19,11 @@ from search.plan import not_beating_default
 from search.ranking import is_ranked
 from search.report import compute
 from search.retrain import (
-    AFTER_TRAINING_SECONDS,
     EXPORT_CHECK_IMAGES,
-    RETRAIN_BUDGET_MARGIN,
     Retrained,
     best_trial,
     final_candidates,
+    final_training_seconds,
     retrain_best,
 )
 from search.run import build_tuner
@@ -119,7 +118,7 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
         final_s = None
         if time_budget_s is not None:
             left = time_budget_s - (time.time() - started)
-            final_s = max(1.0, RETRAIN_BUDGET_MARGIN * left - AFTER_TRAINING_SECONDS)
+            final_s = final_training_seconds(left)
         candidates = [c for c in final_candidates(tuner) if c.trial_id not in diverged]
         best = best_trial(
             tuner,

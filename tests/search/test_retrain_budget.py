@@ -10,11 +10,15 @@ from pathlib import Path
 import keras_tuner as kt
 import pytest
 
+from search.plan import MIN_FINAL_EPOCHS, Candidate, choose_final, final_epochs_that_fit
 from search.retrain import (
     AFTER_TRAINING_SECONDS,
     EXPORT_CHECK_IMAGES,
     MAX_RETRAIN_EPOCHS,
+    RETRAIN_BUDGET_MARGIN,
+    RETRAIN_DEADLINE_SHARE,
     BestTrial,
+    final_training_seconds,
     retrain_epochs,
     retrain_pace,
 )
@@ -71,6 +75,38 @@ def test_what_each_epoch_costs_besides_its_steps_counts_too() -> None:
     fewer = retrain_epochs(BEST, with_overhead, **SIZES, budget_s=300.0)
     assert fewer * 4.8 + 4.0 + AFTER_TRAINING_SECONDS <= 300.0
     assert fewer < retrain_epochs(BEST, RECORD, **SIZES, budget_s=300.0)
+
+
+# The 900 s bench's model sampler, seed 0 (7eaf4e6, 2 AVX512-BF16 cores, 2,000 validation images,
+# 12,000 final images): the default's epoch, a width-24 GELU entry at 1 and 3 epochs, and a width-48
+# entry at 1, 3 and 9 epochs, with their measured seconds per image; 532 s were left at the choice.
+SEED0_LEFT_S = 532.0
+SEED0_W24_3 = Candidate("0010", 0.5875, 3, 0.001090, "0002", accuracy=0.5875)
+SEED0_W48_9 = Candidate("0012", 0.7475, 9, 0.001247, "0009", accuracy=0.7475)
+SEED0 = [
+    Candidate("0000", 0.4085, 1, 0.000610, default=True, accuracy=0.4085),
+    Candidate("0002", 0.463, 1, 0.001371, accuracy=0.463),
+    SEED0_W24_3,
+    Candidate("0003", 0.4765, 1, 0.001331, accuracy=0.4765),
+    Candidate("0009", 0.6215, 3, 0.001250, "0003", accuracy=0.6215),
+    SEED0_W48_9,
+]
+
+
+def test_the_trial_choice_weighs_the_seconds_the_final_training_trains_for() -> None:
+    """The final training ends its schedule at RETRAIN_DEADLINE_SHARE of the time left, not at the
+    margin its first plan keeps: weighed with the margin, the width-48 trial (74.8 % at 9 epochs)
+    fitted 29.7 of the 30 epochs the choice demands, and the width-24 one (58.8 % at 3) was trained
+    and ended 1.6 points below the default trained alone."""
+    with_margin = RETRAIN_BUDGET_MARGIN * SEED0_LEFT_S - AFTER_TRAINING_SECONDS
+    assert final_epochs_that_fit(SEED0_W48_9, with_margin, 12_000) < MIN_FINAL_EPOCHS
+    assert choose_final(SEED0, with_margin, 12_000, 2000) is SEED0_W24_3
+    final_s = final_training_seconds(SEED0_LEFT_S)
+    assert final_s == pytest.approx(RETRAIN_DEADLINE_SHARE * SEED0_LEFT_S - AFTER_TRAINING_SECONDS)
+    assert choose_final(SEED0, final_s, 12_000, 2000) is SEED0_W48_9
+    # What follows the training is kept out of it, and a budget already spent still trains a little.
+    assert final_training_seconds(SEED0_LEFT_S, after_s=100.0) == pytest.approx(final_s + 35.0 - 100.0)
+    assert final_training_seconds(10.0) == 1.0
 
 
 @pytest.mark.slow
