@@ -113,13 +113,15 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
     top = tuner.best_trial()
     # Counted from the oracle's statuses once: final_candidates would read every trial's record again.
     ranked_trials = sum(is_ranked(t.status, t.score) for t in tuner.oracle.trials.values())
+    # Read once: a diverged final training changes no trial's record, only which trials remain.
+    all_candidates = final_candidates(tuner)
     diverged: tuple[str, ...] = ()
     while True:
         final_s = None
         if time_budget_s is not None:
             left = time_budget_s - (time.time() - started)
             final_s = final_training_seconds(left)
-        candidates = [c for c in final_candidates(tuner) if c.trial_id not in diverged]
+        candidates = [c for c in all_candidates if c.trial_id not in diverged]
         best = best_trial(
             tuner,
             final_s,
