@@ -98,9 +98,11 @@ def git_commit() -> str:
 
 def machine_row(float32_peak: float, precision: str) -> dict:
     """The columns every benchmark row carries: commit, machine, date, precision and this command."""
-    from search.hardware import cpu_count, cpu_model, detect_gpus
+    from search.hardware import cpu_count, cpu_model, detect_gpus, onednn_limit
 
     cpu, cores = cpu_model(), cpu_count()
+    if onednn_limit():  # e.g. AVX-512 switched off in oneDNN: another machine for every comparison
+        cpu += f" ({onednn_limit()})"
     gpus = detect_gpus()
     machine = f"{cpu}, {cores} cores, float32 conv peak {float32_peak:.0f} GFLOP/s"
     if gpus:

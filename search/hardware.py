@@ -61,16 +61,41 @@ def gpus_run_bfloat16() -> bool:
     return bool(fast) and all(fast)
 
 
-@functools.cache
-def cpu_has_bfloat16() -> bool:
-    """Native bfloat16 dot products (AVX512-BF16 or AMX): oneDNN then runs bf16 convolutions at
-    about twice the float32 rate. Without them it emulates bf16, slower than float32."""
+# oneDNN's instruction sets below AVX512_CORE_BF16 (the names ONEDNN_MAX_CPU_ISA takes). Capped at
+# one of them, a bfloat16 convolution on 2 AVX512-BF16 cores measured 84 GFLOP/s (AVX512_CORE,
+# AVX512_CORE_VNNI: emulated, a third of float32's 240) or failed outright (AVX2, AVX2_VNNI_2: "could
+# not create a primitive descriptor"); bench/machine.py's conv peak, 2026-12-06.
+ONEDNN_ISAS_WITHOUT_BFLOAT16 = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+)
+
+
+def cpu_flags() -> list[str]:
     try:
         with open("/proc/cpuinfo") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+            return next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return []
+
+
+def onednn_limit() -> str | None:
+    """Why TensorFlow's oneDNN cannot run bfloat16 natively on this CPU whatever its flags (None: it
+    can): a cap on its instruction sets, or oneDNN switched off (then Eigen runs bf16 no faster than
+    float32: 213 against 211 GFLOP/s on the same cores)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap in ONEDNN_ISAS_WITHOUT_BFLOAT16:
+        return f"ONEDNN_MAX_CPU_ISA={cap}"
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
+        return "TF_ENABLE_ONEDNN_OPTS=0"
+    return None
+
+
+def cpu_has_bfloat16() -> bool:
+    """Native bfloat16 dot products (AVX512-BF16 or AMX) that oneDNN may use: it then runs bf16
+    convolutions at about twice the float32 rate. Without them it emulates bf16, slower than float32,
+    or (capped at AVX2) cannot run it at all."""
+    flags = cpu_flags()
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and onednn_limit() is None
 
 
 def choose_acceleration(config: SearchConfig) -> Acceleration:
@@ -93,7 +118,8 @@ def training_device_line(acceleration: Acceleration) -> str:
     if acceleration.gpus:
         device = f"GPU ({', '.join(acceleration.gpus)})"
     else:
-        device = f"the CPU ({cpu_model()}, {cpu_count()} cores)"
+        limit = onednn_limit()
+        device = f"the CPU ({cpu_model()}, {cpu_count()} cores{f', {limit}' if limit else ''})"
     xla = ", XLA-compiled" if acceleration.jit_compile else ""
     return f"training on {device}, Keras backend {keras.backend.backend()}, {acceleration.precision}{xla}"
 

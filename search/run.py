@@ -22,6 +22,7 @@ from search.hardware import (
     choose_acceleration,
     cpu_count,
     cpu_model,
+    onednn_limit,
     training_device_line,
 )
 from search.ledger import BudgetLedger
@@ -205,6 +206,7 @@ def _search(
             hardware={
                 "cpu": cpu_model(),
                 "cpu_cores": cpu_count(),
+                "onednn_limit": onednn_limit(),
                 "gpus": acceleration.gpus,
                 "precision": acceleration.precision,
                 "jit_compile": acceleration.jit_compile,

@@ -93,3 +93,61 @@ def test_auto_precision_on_gpus_prefers_bfloat16_where_tensor_cores_run_it(
     monkeypatch.setattr(hardware, "gpu_devices", lambda: gpus)
     acceleration = hardware.choose_acceleration(SearchConfig())
     assert acceleration.precision == expected and acceleration.jit_compile
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        ("ONEDNN_MAX_CPU_ISA", "avx2"),  # AVX-512 switched off: bf16 convolutions fail
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI"),  # AVX-512 without BF16: bf16 emulated, 3x slower
+        ("TF_ENABLE_ONEDNN_OPTS", "0"),  # no oneDNN: Eigen's bf16 is no faster than float32
+    ],
+)
+def test_auto_precision_on_a_cpu_is_float32_where_onednn_may_not_run_bfloat16(monkeypatch, setting) -> None:
+    """The CPU's flags are given (this test runs on CPUs with and without AVX512-BF16); the
+    environment that limits oneDNN is real, and so is the choice that follows."""
+    from search import SearchConfig, hardware
+
+    monkeypatch.setattr(hardware, "gpu_devices", lambda: [])
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: ["avx2", "avx512f", "avx512_bf16"])
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    assert hardware.choose_acceleration(SearchConfig()).precision == "mixed_bfloat16"
+    monkeypatch.setenv(*setting)
+    assert hardware.choose_acceleration(SearchConfig()).precision == "float32"
+    assert setting[0] in hardware.training_device_line(hardware.choose_acceleration(SearchConfig()))
+
+
+TRAIN_ONE_STEP = """
+import numpy as np, keras, keras_tuner as kt
+from search import SearchConfig
+from search.hardware import apply_acceleration, choose_acceleration
+from spaces import get_space
+from spaces.base import DataSpec
+acceleration = choose_acceleration(SearchConfig())
+apply_acceleration(acceleration)
+data = DataSpec(num_classes=10, train_size=8, batch_size=8)
+space = get_space("fast")(data, fit_verbose=0, plain_keras=True)
+model = space.build(kt.HyperParameters())
+images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+model.fit(images, keras.utils.to_categorical(np.arange(8) % 10, 10), epochs=1, verbose=0)
+print("trained in", acceleration.precision)
+"""
+
+
+def test_a_search_on_a_cpu_with_avx512_switched_off_trains(tmp_path: Path) -> None:
+    """ONEDNN_MAX_CPU_ISA=AVX2 (how a user keeps oneDNN off AVX-512, and how bench runs emulate a CPU
+    without it): on an AVX512-BF16 CPU, auto precision once chose bfloat16 there, and the first
+    convolution failed ("could not create a primitive descriptor"). oneDNN reads the cap when it
+    starts, so the model trains in a process of its own."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_ONE_STEP], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trained in float32" in done.stdout
