@@ -14,7 +14,7 @@ from search.config import SearchConfig
 from search.data import Splits
 from search.errors import HyperCNNError
 from search.pipeline import make_dataset
-from search.plan import Candidate, choose_final, seconds_per_image
+from search.plan import Candidate, choose_final, configuration_of, seconds_per_image
 from search.ranking import is_ranked
 from search.run import build_hypermodel
 from search.tuner import HyperCNNTuner, StopAtDeadline
@@ -70,10 +70,6 @@ def final_candidates(tuner: HyperCNNTuner) -> list[Candidate]:
         record = tuner.run.read_trial_record(trial.trial_id)
         pace = seconds_per_image(record, tuner.config.batch_size)
         epochs = int(record.get("best_epoch") or trial.hyperparameters.values.get("tuner/epochs", 1))
-        # A promotion's configuration is its first ancestor's, the only one the oracle names a source for.
-        root = trial
-        while root.hyperparameters.values.get("tuner/trial_id") in trials:
-            root = trials[root.hyperparameters.values["tuner/trial_id"]]
         accuracy = (
             accuracy_when_scored(trial, record, epochs) if trial.metrics.exists("val_accuracy") else None
         )
@@ -85,11 +81,15 @@ def final_candidates(tuner: HyperCNNTuner) -> list[Candidate]:
                 seconds_per_image=pace or 0.0,
                 parent=trial.hyperparameters.values.get("tuner/trial_id"),
                 budget_pick=tuner.oracle.proposals.get(trial.trial_id) == "budget",
-                default=tuner.oracle.proposals.get(root.trial_id) == "default",
                 accuracy=accuracy,
             )
         )
-    return candidates
+    # A promotion's configuration is its first ancestor's, the only one the oracle names a source for.
+    by_id = {c.trial_id: c for c in candidates}
+    return [
+        dataclasses.replace(c, default=tuner.oracle.proposals.get(configuration_of(c, by_id)) == "default")
+        for c in candidates
+    ]
 
 
 def best_trial(

@@ -105,7 +105,9 @@ def test_the_trial_choice_weighs_the_seconds_the_final_training_trains_for() -> 
     assert final_s == pytest.approx(RETRAIN_DEADLINE_SHARE * SEED0_LEFT_S - AFTER_TRAINING_SECONDS)
     assert choose_final(SEED0, final_s, 12_000, 2000) is SEED0_W48_9
     # What follows the training is kept out of it, and a budget already spent still trains a little.
-    assert final_training_seconds(SEED0_LEFT_S, after_s=100.0) == pytest.approx(final_s + 35.0 - 100.0)
+    assert final_training_seconds(SEED0_LEFT_S, after_s=100.0) == pytest.approx(
+        final_s + AFTER_TRAINING_SECONDS - 100.0
+    )
     assert final_training_seconds(10.0) == 1.0
 
 
