@@ -101,8 +101,9 @@ def machine_row(float32_peak: float, precision: str) -> dict:
     from search.hardware import cpu_count, cpu_model, detect_gpus, onednn_limit
 
     cpu, cores = cpu_model(), cpu_count()
-    if onednn_limit():  # e.g. AVX-512 switched off in oneDNN: another machine for every comparison
-        cpu += f" ({onednn_limit()})"
+    limit = onednn_limit()
+    if limit:  # e.g. AVX-512 switched off in oneDNN: another machine for every comparison
+        cpu += f" ({limit})"
     gpus = detect_gpus()
     machine = f"{cpu}, {cores} cores, float32 conv peak {float32_peak:.0f} GFLOP/s"
     if gpus:
@@ -115,7 +116,8 @@ def machine_row(float32_peak: float, precision: str) -> dict:
         "float32_peak_gflop_per_s": round(float32_peak, 1),
         "date": datetime.date.today().isoformat(),
         "precision": precision,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        # With the setting that limits oneDNN in front, so that the command repeats the run.
+        "command": " ".join([*([limit] if limit else []), Path(sys.executable).name, *sys.argv]),
     }
 
 
