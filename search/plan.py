@@ -48,6 +48,14 @@ BUDGET_PICK_TOLERANCE = 0.05
 # trial that led the default's first epoch by 2.4 points on 2,000 images (noise: 1.6 points) was
 # chosen on a 0.5-point lead at 3 epochs and ended 1.4 points below the default trained alone.
 DEFAULT_MARGIN_Z = 1.645
+# ... and only once it was promoted to this many epochs (Hyperband's second rung at the default 9/3
+# brackets): after one epoch, configurations that start fast lead the default and then trail it. The
+# warm start's width-24 GELU AdamW entry led the default's first epoch in all 20 stored 900 s runs (by
+# 0.8 to 5.5 points; 2 AVX512-BF16 cores, and in float32 the same cores with ONEDNN_MAX_CPU_ISA=AVX2),
+# and both times it was trained it ended below the default trained alone: 80.51 % against 81.93 %
+# (67a9cd4, bfloat16, 36 epochs) and 80.98 % against 81.83 % (a0d41c6, float32, where a 1-minute
+# search scored only first epochs and it trained 81).
+GUARD_MIN_EPOCHS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,14 +222,15 @@ def _accuracy_at(rungs: list[Candidate], epochs: int, gain: float) -> float:
     return min(1.0, max(0.0, nearest.accuracy + gain * math.log(epochs / nearest.epochs)))
 
 
-def beats_default(rungs: list[Candidate], default_rungs: list[Candidate], gain: float, images: int) -> bool:
-    """Whether a configuration (its trials, `rungs`) beat the default's on validation accuracy at
-    equal epochs (the most epochs both were scored at; else its first rung, the default's moved
-    there) by more than DEFAULT_MARGIN_Z standard errors of the difference on `images` images."""
-    mine = [r for r in rungs if r.accuracy is not None and r.epochs > 0]
-    theirs = [r for r in default_rungs if r.accuracy is not None and r.epochs > 0]
-    if not mine or not theirs or images <= 0:
-        return True
+def guard_epochs(max_epochs: int) -> int:
+    """The epochs a configuration must have been trained in the search to leave the default, for a
+    search whose longest trials get `max_epochs`: GUARD_MIN_EPOCHS, or `max_epochs` where fewer."""
+    return max(1, min(GUARD_MIN_EPOCHS, max_epochs))
+
+
+def _leads_default(mine: list[Candidate], theirs: list[Candidate], gain: float, images: int) -> bool:
+    """`mine` ahead of `theirs` at the most epochs both were scored at (else at the first of `mine`,
+    theirs moved there along `gain`) by more than DEFAULT_MARGIN_Z standard errors on `images` images."""
     shared = {r.epochs for r in mine} & {r.epochs for r in theirs}
     epochs = max(shared) if shared else min(r.epochs for r in mine)
     p_mine = _accuracy_at(mine, epochs, gain)
@@ -231,9 +240,26 @@ def beats_default(rungs: list[Candidate], default_rungs: list[Candidate], gain: 
     return p_mine - p_default > DEFAULT_MARGIN_Z * noise
 
 
-def not_beating_default(candidates: list[Candidate], validation_images: int) -> set[str]:
+def beats_default(
+    rungs: list[Candidate], default_rungs: list[Candidate], gain: float, images: int, min_epochs: int = 1
+) -> bool:
+    """Whether a configuration (its trials, `rungs`) was scored at `min_epochs` or more and beat the
+    default's validation accuracy at equal epochs by more than the noise of `images` images
+    (_leads_default). Only the promotion is asked of the longer rung: compared there, with the
+    default's first epoch moved along the gain the promotions measured, width 48 (the winner at 900 s)
+    fell within the noise in one of the 25 stored runs replayed (67a9cd4, model sampler, seed 2)."""
+    scored = [r for r in rungs if r.accuracy is not None and r.epochs > 0]
+    theirs = [r for r in default_rungs if r.accuracy is not None and r.epochs > 0]
+    if not scored or not theirs or images <= 0:
+        return True
+    promoted = any(r.epochs >= min_epochs for r in scored)
+    return promoted and _leads_default(scored, theirs, gain, images)
+
+
+def not_beating_default(candidates: list[Candidate], validation_images: int, min_epochs: int = 1) -> set[str]:
     """Trials whose configuration did not beat the default's by more than the noise of
-    `validation_images` (beats_default): none of its trials is trained last while the default can be.
+    `validation_images` at `min_epochs` or more (beats_default): none of its trials is trained last
+    while the default can be.
     Empty where no trial of the default is among the candidates (say its final training diverged).
     The budget pick is spared: its evidence is the portfolio bench's, at the final training's length."""
     by_id = {c.trial_id: c for c in candidates}
@@ -248,13 +274,17 @@ def not_beating_default(candidates: list[Candidate], validation_images: int) -> 
         c.trial_id
         for rungs in configurations.values()
         if not any(r.default or r.budget_pick for r in rungs)
-        and not beats_default(rungs, default_rungs, gain, validation_images)
+        and not beats_default(rungs, default_rungs, gain, validation_images, min_epochs)
         for c in rungs
     }
 
 
 def choose_final(
-    candidates: list[Candidate], final_s: float | None, final_images: int, validation_images: int = 0
+    candidates: list[Candidate],
+    final_s: float | None,
+    final_images: int,
+    validation_images: int = 0,
+    guard_min_epochs: int = 1,
 ) -> Candidate | None:
     """The best trial after the final training `final_s` allows, among those it fits MIN_FINAL_EPOCHS
     epochs (all of them when none does); without a time budget, the best score (ties: the earliest
@@ -262,10 +292,10 @@ def choose_final(
     loses to a cheaper one that fits 30, however its short score extrapolates. The plan's budget pick
     comes first, unless its trial scored more than BUDGET_PICK_TOLERANCE below the best. With
     `validation_images`, a trial whose configuration did not beat the default beyond the noise of
-    that many images (not_beating_default) is passed over for the default."""
+    that many images at `guard_min_epochs` or more (not_beating_default) is passed over for the default."""
     if not candidates:
         return None
-    excluded = not_beating_default(candidates, validation_images)
+    excluded = not_beating_default(candidates, validation_images, guard_min_epochs)
     candidates = [c for c in candidates if c.trial_id not in excluded]
     if final_s is None or any(c.seconds_per_image <= 0 for c in candidates):
         return min(candidates, key=lambda c: (-c.score, c.trial_id))

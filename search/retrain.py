@@ -99,16 +99,18 @@ def best_trial(
     exclude: tuple[str, ...] = (),
     validation_images: int = 0,
     candidates: list[Candidate] | None = None,
+    guard_min_epochs: int = 1,
 ) -> BestTrial:
     """The trial to train last: with `final_s`, the one expected to be best after a final training of
     that many seconds on `final_images` images (search.plan.choose_final); else the best score. With
-    `validation_images`, only trials that beat the default beyond the noise of that many images.
+    `validation_images`, only trials that beat the default beyond the noise of that many images, at
+    `guard_min_epochs` or more.
     `exclude`: trials whose final training already diverged. `candidates`: final_candidates(tuner),
     where the caller read them already (each is one read of a trial's record)."""
     if candidates is None:
         candidates = final_candidates(tuner)
     candidates = [c for c in candidates if c.trial_id not in exclude]
-    chosen = choose_final(candidates, final_s, final_images, validation_images)
+    chosen = choose_final(candidates, final_s, final_images, validation_images, guard_min_epochs)
     if chosen is None and exclude:
         raise HyperCNNError(
             f"the final training diverged for every finished trial of {tuner.run.path} "

@@ -134,3 +134,39 @@ def test_a_top_trial_within_the_noise_of_the_default_loses_the_final_training_to
     assert metrics["best_trial"] in defaults
     assert f"the top-ranked {top} did not beat the default configuration" in metrics["chosen_because"]
     assert f"not the top-ranked {top}" in capsys.readouterr().out
+
+
+def test_a_trial_scored_after_its_first_epoch_only_does_not_leave_the_default(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """A trial that ran only the first rung (1 epoch) is rewritten to lead the default's every rung far
+    beyond the noise, and the rest to trail it: it tops the ranking, yet the search's trials reach
+    2 epochs (max_epochs 2), and a lead after one epoch alone does not leave the default."""
+    from search.config import SearchConfig
+    from search.data import load_data
+    from search.plan import guard_epochs
+    from search.retrain import final_candidates
+    from search.run import build_tuner
+
+    run = copy_run(finished_run, tmp_path / "copy")
+    config = SearchConfig.load(run)
+    assert guard_epochs(config.max_epochs) == 2
+    candidates = final_candidates(build_tuner(config, load_data(config), overwrite=False))
+    defaults = {c.trial_id for c in candidates if c.default}
+    parents = {c.parent for c in candidates}
+    rival = next(c for c in candidates if not c.default and c.epochs == 1 and c.trial_id not in parents)
+    for c in candidates:
+        accuracy = 0.95 if c.trial_id == rival.trial_id else 0.5 if c.default else 0.1
+        folder = run / "tuner" / f"trial_{c.trial_id}"
+        trial = json.loads((folder / "trial.json").read_text())
+        record = json.loads((folder / "hypercnn.json").read_text())
+        trial["score"] = accuracy
+        record["history"]["val_accuracy"] = [accuracy] * len(record["history"]["epoch"])
+        (folder / "trial.json").write_text(json.dumps(trial))
+        (folder / "hypercnn.json").write_text(json.dumps(record))
+    assert build_tuner(config, load_data(config), overwrite=False).best_trial().trial_id == rival.trial_id
+
+    finalize_run(run, retrain=True)
+    metrics = json.loads((run / "report" / "metrics.json").read_text())
+    assert metrics["best_trial"] in defaults
+    assert "or was not trained 2 epochs or more in the search" in metrics["chosen_because"]

@@ -12,6 +12,7 @@ from search.plan import (
     DEFAULT_GAIN_PER_LOG_EPOCH,
     DEFAULT_MARGIN_Z,
     FINAL_EPOCHS_WANTED,
+    GUARD_MIN_EPOCHS,
     MAX_EXTRAPOLATION,
     MAX_SEARCH_SHARE,
     MIN_FINAL_EPOCHS,
@@ -23,6 +24,7 @@ from search.plan import (
     expected_final_score,
     final_epochs_that_fit,
     gain_per_log_epoch,
+    guard_epochs,
     not_beating_default,
     plan_budget,
     seconds_per_image,
@@ -230,6 +232,38 @@ def test_the_default_guard_compares_at_the_most_epochs_both_were_scored_at() -> 
     assert not_beating_default([default_1, fresh], 2000) == set()  # 0.62 against 0.42 + 0.05 ln 3
     behind = dataclasses.replace(fresh, score=0.47, accuracy=0.47)
     assert not_beating_default([default_1, behind], 2000) == {"0007"}
+
+
+# The 900 s bench in float32 at a0d41c6 (2 AVX512-BF16 cores with ONEDNN_MAX_CPU_ISA=AVX2, random
+# sampler, seed 0): the default fitted 60 final epochs with 75 s to spare, so the search ran the warm
+# start's four entries for one epoch each. Width 48 (0003) fitted fewer than 30 final epochs; the
+# width-24 GELU AdamW entry (0002) led the default by 3.35 points, trained 81 epochs and scored 80.98 %
+# on the local test images, the default trained alone 81.83 %.
+F32_DEFAULT = trial("0000", 0.4050, 1, 0.0011007, default=True)
+F32_W24_GELU = trial("0002", 0.4385, 1, 0.0007419)
+F32 = [F32_DEFAULT, trial("0001", 0.4095, 1, 0.0004773), F32_W24_GELU, trial("0003", 0.4795, 1, 0.0022326)]
+F32_FINAL_S = 12.9 * 60
+
+
+def test_a_lead_after_one_epoch_alone_does_not_leave_the_default() -> None:
+    assert guard_epochs(9) == GUARD_MIN_EPOCHS == 3 and guard_epochs(2) == 2 and guard_epochs(1) == 1
+    assert choose_final(F32, F32_FINAL_S, 12_000, 2000) is F32_W24_GELU  # weighed at one epoch
+    assert choose_final(F32, F32_FINAL_S, 12_000, 2000, guard_min_epochs=3) is F32_DEFAULT
+    assert not_beating_default(F32, 2000, min_epochs=3) == {"0001", "0002", "0003"}
+    # Promoted to 3 epochs, its lead at the one epoch both had counts.
+    promoted = trial("0005", 0.62, 3, 0.0007419, parent="0002")
+    assert choose_final([*F32, promoted], F32_FINAL_S, 12_000, 2000, guard_min_epochs=3) is promoted
+    # Level there with the default promoted too, it is not.
+    default_3 = trial("0006", 0.61, 3, 0.0011007, parent="0000", default=True)
+    chosen = choose_final([*F32, promoted, default_3], F32_FINAL_S, 12_000, 2000, guard_min_epochs=3)
+    assert chosen is default_3
+
+
+def test_the_deeper_guard_still_weighs_the_first_epochs() -> None:
+    """At 67a9cd4 both entries were promoted to 3 epochs; width 24 led the default within the noise at
+    the one epoch both had, width 48 beyond it: the promotion asked for changes neither."""
+    assert choose_final(SEED2, 450.0, 12_000, 2000, guard_min_epochs=3) is SEED2_W48_3
+    assert not_beating_default(SEED2, 2000, min_epochs=3) == {"0002", "0011"}
 
 
 def test_the_default_guard_spares_the_budget_pick_and_needs_a_default() -> None:
