@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.bench_scripts import load_bench_script
 
 
 def load_machine():
-    spec = importlib.util.spec_from_file_location("bench_machine", ROOT / "bench" / "machine.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("machine")
 
 
 def test_a_row_run_with_avx512_switched_off_is_another_machine(monkeypatch: pytest.MonkeyPatch) -> None:

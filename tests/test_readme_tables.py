@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
+
+from tests.bench_scripts import load_bench_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_tables_module():
-    spec = importlib.util.spec_from_file_location("bench_tables", ROOT / "bench" / "tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("tables")
 
 
 def test_readme_tables_are_generated_from_the_csvs() -> None:
