@@ -70,6 +70,7 @@ ONEDNN_ISAS_WITHOUT_BFLOAT16 = frozenset(
 )
 
 
+@functools.cache  # a machine fact; what may change within a process (the environment) is read apart
 def cpu_flags() -> list[str]:
     try:
         with open("/proc/cpuinfo") as info:
