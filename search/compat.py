@@ -155,6 +155,15 @@ def hyperband_open_trials(oracle: kt.oracles.HyperbandOracle) -> set[str]:
     return {info["id"] for bracket in oracle._brackets for round_ in bracket["rounds"] for info in round_}
 
 
+def hyperband_first_bracket(oracle: kt.oracles.HyperbandOracle) -> list[tuple[int, int]]:
+    """The rounds of the bracket Hyperband starts with (its most aggressive), as (trials, epochs): the
+    budget plan needs how long the search runs before a trial is promoted, and KerasTuner computes its
+    bracket sizes only in private methods. Without it: the plan's minimum search is guessed."""
+    bracket = oracle._get_num_brackets() - 1
+    rounds = range(oracle._get_num_rounds(bracket))
+    return [(oracle._get_size(bracket, r), oracle._get_epochs(bracket, r)) for r in rounds]
+
+
 def oracle_client_class() -> type:
     """KerasTuner's gRPC client of the chief's oracle (a worker's `tuner.oracle`): workers subclass it
     to name themselves in reports, renew their lease and wait instead of spinning. Not exported."""
@@ -293,6 +302,10 @@ def internal_names() -> list[tuple[object, str, list[str] | None]]:
         (kt.Tuner, "_get_checkpoint_fname", ["self", "trial_id"]),
         (kt.Tuner, "_get_tuner_fname", ["self"]),
         (kt.Oracle, "_get_trial_dir", ["self", "trial_id"]),
+        (kt.oracles.HyperbandOracle, "_get_num_brackets", ["self"]),
+        (kt.oracles.HyperbandOracle, "_get_num_rounds", ["self", "bracket_num"]),
+        (kt.oracles.HyperbandOracle, "_get_size", ["self", "bracket_num", "round_num"]),
+        (kt.oracles.HyperbandOracle, "_get_epochs", ["self", "bracket_num", "round_num"]),
         (compat_modules()["oracle_client"], "TIMEOUT", None),
         (compat_modules()["oracle_client"], "OracleClient", None),
         (compat_modules()["oracle_chief"], "OracleServicer", None),

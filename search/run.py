@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from search import compat
 from search.chief import serve_search
 from search.config import SearchConfig
 from search.data import LoadedData, load_data
@@ -28,7 +29,14 @@ from search.hardware import (
 from search.ledger import BudgetLedger
 from search.objective import get_objective
 from search.pipeline import make_dataset
-from search.plan import MAX_SEARCH_SHARE, BudgetPlan, plan_budget, seconds_per_image
+from search.plan import (
+    MAX_SEARCH_SHARE,
+    BudgetPlan,
+    guard_epochs,
+    plan_budget,
+    seconds_per_image,
+    trials_before_guard,
+)
 from search.runfolder import RunFolder, environment, write_json
 from search.tuner import HyperCNNTuner
 from spaces import get_space
@@ -147,7 +155,11 @@ def budget_planner(
         trial_s = float(record.get("seconds") or 0.0)
         pick_trial_s = PICK_TRIAL_ALLOWANCE * trial_s
         spent = time.time() - job_started
-        plan = plan_budget(job_budget_s, pace * final_images, spent, max_share, picks, pick_trial_s, trial_s)
+        guard = guard_epochs(tuner.config.max_epochs)
+        needed = trials_before_guard(compat.hyperband_first_bracket(tuner.oracle), guard)
+        plan = plan_budget(
+            job_budget_s, pace * final_images, spent, max_share, picks, pick_trial_s, trial_s, needed
+        )
         planned.append(plan)
         tuner.budget_plan = plan
         if plan.pick is not None:

@@ -61,6 +61,31 @@ def test_instance_internals_exist_on_real_objects() -> None:
     assert compat.hyperband_open_trials(oracle) == set()
 
 
+def test_the_first_bracket_is_what_hyperband_trains_before_its_first_promotion(tmp_path) -> None:
+    """search.plan.trials_before_guard reads the first bracket's sizes: a real HyperbandOracle, fed
+    finished trials, must fill that round and only then continue the best to the next round's epochs."""
+    hp = kt.HyperParameters()
+    hp.Float("x", 0.0, 1.0)
+    objective = kt.Objective("score", "max")
+    oracle = kt.oracles.HyperbandOracle(
+        objective=objective, max_epochs=9, factor=3, hyperparameters=hp, seed=1
+    )
+    oracle._set_project_dir(str(tmp_path), "hyperband")  # what a Tuner does; a test-only internal
+    bracket = compat.hyperband_first_bracket(oracle)
+    assert bracket == [(9, 1), (3, 3), (1, 9)]
+    handed_out = []
+    while True:
+        trial = oracle.create_trial("tuner0")
+        values = trial.hyperparameters.values
+        handed_out.append((values["tuner/initial_epoch"], values["tuner/epochs"]))
+        if values["tuner/epochs"] > 1:
+            break
+        oracle.update_trial(trial.trial_id, {"score": values["x"]})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert handed_out == [(0, 1)] * 9 + [(1, 3)]
+
+
 def test_keras_tuner_condition_print_is_silenced(capsys) -> None:
     import inspect
 

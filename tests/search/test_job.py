@@ -100,6 +100,9 @@ def test_a_budget_too_small_for_the_final_training_searches_nothing_but_its_budg
     # test_plan.py.
     monkeypatch.setattr(plan, "BUDGET_PICK_TOLERANCE", 1.0)
     flags = run_flags(tiny_npz, tmp_path / "run", "75s", "--space", "paused-test-space", "--batch-size", "8")
+    # Hyperband's 9/3 brackets: 10 new trials before one reaches the guard's 3 epochs (the plan asks
+    # the oracle for its bracket sizes).
+    flags += ["--max-epochs", "9", "--factor", "3"]
     try:
         assert main(flags) == 0
     finally:
@@ -117,7 +120,7 @@ def test_a_budget_too_small_for_the_final_training_searches_nothing_but_its_budg
     # The report says why: the pick, by name, whatever its one short trial scored.
     assert "budget pick" in metrics["chosen_because"] and "'two-blocks'" in metrics["chosen_because"]
     job = json.loads((tmp_path / "run" / "job.json").read_text())
-    assert job["plan"]["pick"] == "two-blocks"
+    assert job["plan"]["pick"] == "two-blocks" and job["plan"]["trials_needed"] == 10
 
 
 def test_the_budget_belongs_to_the_run_and_a_resumed_job_continues_it(tmp_path: Path) -> None:
