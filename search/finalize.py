@@ -15,7 +15,7 @@ from search.config import SearchConfig
 from search.data import load_data
 from search.errors import HyperCNNError
 from search.export import export_model
-from search.plan import guard_epochs, not_beating_default
+from search.plan import DefaultGuard, not_beating_default
 from search.ranking import is_ranked
 from search.report import compute
 from search.retrain import (
@@ -115,7 +115,7 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
     ranked_trials = sum(is_ranked(t.status, t.score) for t in tuner.oracle.trials.values())
     # Read once: a diverged final training changes no trial's record, only which trials remain.
     all_candidates = final_candidates(tuner)
-    min_epochs = guard_epochs(config.max_epochs)
+    guard = DefaultGuard.for_search(len(splits.y_val), config.max_epochs)
     diverged: tuple[str, ...] = ()
     while True:
         final_s = None
@@ -128,12 +128,11 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
             final_s,
             len(splits.y_train) + len(splits.y_val),
             diverged,
-            validation_images=len(splits.y_val),
             candidates=candidates,
-            guard_min_epochs=min_epochs,
+            guard=guard,
         )
         chosen_because = "the best score of the search"
-        passed_over = not_beating_default(candidates, len(splits.y_val), min_epochs)
+        passed_over = not_beating_default(candidates, guard)
         if diverged:
             chosen_because = f"the next candidate: the final training of {', '.join(diverged)} diverged"
         elif tuner.oracle.proposals.get(best.trial_id) == "budget":
@@ -145,8 +144,8 @@ def finalize_run(run_dir: str | Path, retrain: bool = False, time_budget_s: floa
         elif top is not None and top.trial_id in passed_over:
             chosen_because = (
                 f"the top-ranked {top.trial_id} did not beat the default configuration by more than the "
-                f"noise of {len(splits.y_val):,} validation images at equal epochs, or was not trained "
-                f"{min_epochs} epochs or more in the search, so "
+                f"noise of {guard.validation_images:,} validation images at equal epochs, or was not trained "
+                f"{guard.min_epochs} epochs or more in the search, so "
                 + (
                     "the default is trained"
                     if any(c.default and c.trial_id == best.trial_id for c in candidates)

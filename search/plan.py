@@ -255,6 +255,23 @@ def guard_epochs(max_epochs: int) -> int:
     return max(1, min(GUARD_MIN_EPOCHS, max_epochs))
 
 
+@dataclasses.dataclass(frozen=True)
+class DefaultGuard:
+    """What a configuration must show before it is trained last instead of the default: a lead over
+    the default beyond the noise of `validation_images` (0: no guard), and `min_epochs` of training
+    in the search (beats_default)."""
+
+    validation_images: int = 0
+    min_epochs: int = 1
+
+    @classmethod
+    def for_search(cls, validation_images: int, max_epochs: int) -> DefaultGuard:
+        return cls(validation_images, guard_epochs(max_epochs))
+
+
+NO_GUARD = DefaultGuard()
+
+
 def _leads_default(mine: list[Candidate], theirs: list[Candidate], gain: float, images: int) -> bool:
     """`mine` ahead of `theirs` at the most epochs both were scored at (else at the first of `mine`,
     theirs moved there along `gain`) by more than DEFAULT_MARGIN_Z standard errors on `images` images."""
@@ -268,25 +285,25 @@ def _leads_default(mine: list[Candidate], theirs: list[Candidate], gain: float, 
 
 
 def beats_default(
-    rungs: list[Candidate], default_rungs: list[Candidate], gain: float, images: int, min_epochs: int = 1
+    rungs: list[Candidate], default_rungs: list[Candidate], gain: float, guard: DefaultGuard
 ) -> bool:
-    """Whether a configuration (its trials, `rungs`) was scored at `min_epochs` or more and beat the
-    default's validation accuracy at equal epochs by more than the noise of `images` images
-    (_leads_default). Only the promotion is asked of the longer rung: compared there, with the
-    default's first epoch moved along the gain the promotions measured, width 48 (the winner at 900 s)
-    fell within the noise in one of the 25 stored runs replayed (67a9cd4, model sampler, seed 2)."""
+    """Whether a configuration (its trials, `rungs`) was scored at the guard's `min_epochs` or more
+    and beat the default's validation accuracy at equal epochs by more than the noise of the guard's
+    `validation_images` (_leads_default). Only the promotion is asked of the longer rung: compared
+    there, with the default's first epoch moved along the gain the promotions measured, width 48 (the
+    winner at 900 s) fell within the noise in one of the 25 stored runs replayed (67a9cd4, model
+    sampler, seed 2)."""
     scored = [r for r in rungs if r.accuracy is not None and r.epochs > 0]
     theirs = [r for r in default_rungs if r.accuracy is not None and r.epochs > 0]
-    if not scored or not theirs or images <= 0:
+    if not scored or not theirs or guard.validation_images <= 0:
         return True
-    promoted = any(r.epochs >= min_epochs for r in scored)
-    return promoted and _leads_default(scored, theirs, gain, images)
+    promoted = any(r.epochs >= guard.min_epochs for r in scored)
+    return promoted and _leads_default(scored, theirs, gain, guard.validation_images)
 
 
-def not_beating_default(candidates: list[Candidate], validation_images: int, min_epochs: int = 1) -> set[str]:
-    """Trials whose configuration did not beat the default's by more than the noise of
-    `validation_images` at `min_epochs` or more (beats_default): none of its trials is trained last
-    while the default can be.
+def not_beating_default(candidates: list[Candidate], guard: DefaultGuard) -> set[str]:
+    """Trials whose configuration did not pass the `guard` (beats_default): none of its trials is
+    trained last while the default can be.
     Empty where no trial of the default is among the candidates (say its final training diverged).
     The budget pick is spared: its evidence is the portfolio bench's, at the final training's length."""
     by_id = {c.trial_id: c for c in candidates}
@@ -301,7 +318,7 @@ def not_beating_default(candidates: list[Candidate], validation_images: int, min
         c.trial_id
         for rungs in configurations.values()
         if not any(r.default or r.budget_pick for r in rungs)
-        and not beats_default(rungs, default_rungs, gain, validation_images, min_epochs)
+        and not beats_default(rungs, default_rungs, gain, guard)
         for c in rungs
     }
 
@@ -310,19 +327,17 @@ def choose_final(
     candidates: list[Candidate],
     final_s: float | None,
     final_images: int,
-    validation_images: int = 0,
-    guard_min_epochs: int = 1,
+    guard: DefaultGuard = NO_GUARD,
 ) -> Candidate | None:
     """The best trial after the final training `final_s` allows, among those it fits MIN_FINAL_EPOCHS
     epochs (all of them when none does); without a time budget, the best score (ties: the earliest
     trial). A configuration that is best at 9 epochs but fits only 12 in the final training's time
     loses to a cheaper one that fits 30, however its short score extrapolates. The plan's budget pick
-    comes first, unless its trial scored more than BUDGET_PICK_TOLERANCE below the best. With
-    `validation_images`, a trial whose configuration did not beat the default beyond the noise of
-    that many images at `guard_min_epochs` or more (not_beating_default) is passed over for the default."""
+    comes first, unless its trial scored more than BUDGET_PICK_TOLERANCE below the best. A trial whose
+    configuration did not pass the `guard` (not_beating_default) is passed over for the default."""
     if not candidates:
         return None
-    excluded = not_beating_default(candidates, validation_images, guard_min_epochs)
+    excluded = not_beating_default(candidates, guard)
     candidates = [c for c in candidates if c.trial_id not in excluded]
     if final_s is None or any(c.seconds_per_image <= 0 for c in candidates):
         return min(candidates, key=lambda c: (-c.score, c.trial_id))

@@ -14,7 +14,7 @@ from search.config import SearchConfig
 from search.data import Splits
 from search.errors import HyperCNNError
 from search.pipeline import make_dataset
-from search.plan import Candidate, choose_final, configuration_of, seconds_per_image
+from search.plan import NO_GUARD, Candidate, DefaultGuard, choose_final, configuration_of, seconds_per_image
 from search.ranking import is_ranked
 from search.run import build_hypermodel
 from search.tuner import HyperCNNTuner, StopAtDeadline
@@ -97,20 +97,18 @@ def best_trial(
     final_s: float | None = None,
     final_images: int = 0,
     exclude: tuple[str, ...] = (),
-    validation_images: int = 0,
     candidates: list[Candidate] | None = None,
-    guard_min_epochs: int = 1,
+    guard: DefaultGuard = NO_GUARD,
 ) -> BestTrial:
     """The trial to train last: with `final_s`, the one expected to be best after a final training of
-    that many seconds on `final_images` images (search.plan.choose_final); else the best score. With
-    `validation_images`, only trials that beat the default beyond the noise of that many images, at
-    `guard_min_epochs` or more.
+    that many seconds on `final_images` images (search.plan.choose_final); else the best score. Only
+    trials that pass the `guard` (search.plan.DefaultGuard), while the default can be trained.
     `exclude`: trials whose final training already diverged. `candidates`: final_candidates(tuner),
     where the caller read them already (each is one read of a trial's record)."""
     if candidates is None:
         candidates = final_candidates(tuner)
     candidates = [c for c in candidates if c.trial_id not in exclude]
-    chosen = choose_final(candidates, final_s, final_images, validation_images, guard_min_epochs)
+    chosen = choose_final(candidates, final_s, final_images, guard)
     if chosen is None and exclude:
         raise HyperCNNError(
             f"the final training diverged for every finished trial of {tuner.run.path} "

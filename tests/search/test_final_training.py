@@ -101,7 +101,7 @@ def test_a_top_trial_within_the_noise_of_the_default_loses_the_final_training_to
     the ranking, but a 1-point lead on 40 validation images is noise, so the default is trained."""
     from search.config import SearchConfig
     from search.data import load_data
-    from search.plan import not_beating_default
+    from search.plan import DefaultGuard, not_beating_default
     from search.retrain import final_candidates
     from search.run import build_tuner
 
@@ -127,7 +127,7 @@ def test_a_top_trial_within_the_noise_of_the_default_loses_the_final_training_to
     top = tuner.best_trial().trial_id  # among trials tied with the rival, KerasTuner's own order decides
     candidates = final_candidates(tuner)
     assert top not in defaults and tuner.oracle.get_trial(top).score == rival.score
-    assert top in not_beating_default(candidates, config.val_size)
+    assert top in not_beating_default(candidates, DefaultGuard(config.val_size))
 
     finalize_run(run, retrain=True)
     metrics = json.loads((run / "report" / "metrics.json").read_text())

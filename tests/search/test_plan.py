@@ -19,6 +19,7 @@ from search.plan import (
     MIN_SEARCH_TRIALS,
     BudgetPick,
     Candidate,
+    DefaultGuard,
     budget_pick,
     choose_final,
     expected_final_score,
@@ -197,26 +198,26 @@ def test_a_trial_that_did_not_beat_the_default_beyond_the_noise_is_not_trained_l
     points below the default trained alone; width 48 beat it in five runs of six."""
     final_s, images = 450.0, 12_000
     assert choose_final(SEED2, final_s, images) is SEED2_W24_3  # no guard: the 0.5-point lead wins
-    assert choose_final(SEED2, final_s, images, validation_images=2000) is SEED2_W48_3
-    assert not_beating_default(SEED2, 2000) == {"0002", "0011"}
+    assert choose_final(SEED2, final_s, images, guard=DefaultGuard(2000)) is SEED2_W48_3
+    assert not_beating_default(SEED2, DefaultGuard(2000)) == {"0002", "0011"}
     # On ten times the validation images the same 2.4-point lead is beyond the noise.
-    assert not_beating_default(SEED2, 20_000) == set()
-    assert choose_final(SEED2, final_s, images, validation_images=20_000) is SEED2_W24_3
+    assert not_beating_default(SEED2, DefaultGuard(20_000)) == set()
+    assert choose_final(SEED2, final_s, images, guard=DefaultGuard(20_000)) is SEED2_W24_3
     # Without a time budget (the best score) the guard holds too.
-    assert choose_final(SEED2, None, images, validation_images=2000) is SEED2_W48_3
+    assert choose_final(SEED2, None, images, guard=DefaultGuard(2000)) is SEED2_W48_3
 
 
 def test_where_nothing_beat_the_default_beyond_the_noise_the_default_is_trained() -> None:
     default = trial("0000", 0.42, 1, 0.0006, default=True)
     close = [trial("0001", 0.44, 1, 0.0006), trial("0004", 0.60, 3, 0.0006, parent="0001")]
     assert choose_final([default, *close], 450.0, 12_000) is close[1]
-    assert choose_final([default, *close], 450.0, 12_000, validation_images=2000) is default
+    assert choose_final([default, *close], 450.0, 12_000, guard=DefaultGuard(2000)) is default
     # The margin is DEFAULT_MARGIN_Z standard errors of the difference: just over it, the trial counts.
     noise = math.sqrt((0.42 * 0.58 + 0.48 * 0.52) / 2000)
     just = trial("0001", 0.42 + DEFAULT_MARGIN_Z * noise + 0.001, 1, 0.0006)
-    assert not_beating_default([default, just], 2000) == set()
+    assert not_beating_default([default, just], DefaultGuard(2000)) == set()
     short = trial("0001", 0.42 + DEFAULT_MARGIN_Z * noise - 0.001, 1, 0.0006)
-    assert not_beating_default([default, short], 2000) == {"0001"}
+    assert not_beating_default([default, short], DefaultGuard(2000)) == {"0001"}
 
 
 def test_the_default_guard_compares_at_the_most_epochs_both_were_scored_at() -> None:
@@ -225,14 +226,19 @@ def test_the_default_guard_compares_at_the_most_epochs_both_were_scored_at() -> 
     default_3 = trial("0005", 0.60, 3, 0.0006, parent="0000", default=True)
     other_1 = trial("0001", 0.50, 1, 0.0006)
     other_3 = trial("0006", 0.61, 3, 0.0006, parent="0001")
-    assert not_beating_default([default_1, default_3, other_1, other_3], 2000) == {"0001", "0006"}
+    assert not_beating_default([default_1, default_3, other_1, other_3], DefaultGuard(2000)) == {
+        "0001",
+        "0006",
+    }
     # A trial that started at 3 epochs meets the default's 1-epoch score moved along the measured gain.
     fresh = trial("0007", 0.62, 3, 0.0006)
     gain = gain_per_log_epoch([default_1, fresh])
     assert gain == DEFAULT_GAIN_PER_LOG_EPOCH
-    assert not_beating_default([default_1, fresh], 2000) == set()  # 0.62 against 0.42 + 0.05 ln 3
+    assert (
+        not_beating_default([default_1, fresh], DefaultGuard(2000)) == set()
+    )  # 0.62 against 0.42 + 0.05 ln 3
     behind = dataclasses.replace(fresh, score=0.47, accuracy=0.47)
-    assert not_beating_default([default_1, behind], 2000) == {"0007"}
+    assert not_beating_default([default_1, behind], DefaultGuard(2000)) == {"0007"}
 
 
 # The 900 s bench in float32 at a0d41c6 (2 AVX512-BF16 cores with ONEDNN_MAX_CPU_ISA=AVX2, random
@@ -248,34 +254,36 @@ F32_FINAL_S = 12.9 * 60
 
 def test_a_lead_after_one_epoch_alone_does_not_leave_the_default() -> None:
     assert guard_epochs(9) == GUARD_MIN_EPOCHS == 3 and guard_epochs(2) == 2 and guard_epochs(1) == 1
-    assert choose_final(F32, F32_FINAL_S, 12_000, 2000) is F32_W24_GELU  # weighed at one epoch
-    assert choose_final(F32, F32_FINAL_S, 12_000, 2000, guard_min_epochs=3) is F32_DEFAULT
-    assert not_beating_default(F32, 2000, min_epochs=3) == {"0001", "0002", "0003"}
+    assert choose_final(F32, F32_FINAL_S, 12_000, DefaultGuard(2000)) is F32_W24_GELU  # weighed at one epoch
+    assert choose_final(F32, F32_FINAL_S, 12_000, DefaultGuard(2000, 3)) is F32_DEFAULT
+    assert not_beating_default(F32, DefaultGuard(2000, 3)) == {"0001", "0002", "0003"}
     # Promoted to 3 epochs, its lead at the one epoch both had counts.
     promoted = trial("0005", 0.62, 3, 0.0007419, parent="0002")
-    assert choose_final([*F32, promoted], F32_FINAL_S, 12_000, 2000, guard_min_epochs=3) is promoted
+    assert choose_final([*F32, promoted], F32_FINAL_S, 12_000, DefaultGuard(2000, 3)) is promoted
     # Level there with the default promoted too, it is not.
     default_3 = trial("0006", 0.61, 3, 0.0011007, parent="0000", default=True)
-    chosen = choose_final([*F32, promoted, default_3], F32_FINAL_S, 12_000, 2000, guard_min_epochs=3)
+    chosen = choose_final([*F32, promoted, default_3], F32_FINAL_S, 12_000, DefaultGuard(2000, 3))
     assert chosen is default_3
 
 
 def test_the_deeper_guard_still_weighs_the_first_epochs() -> None:
     """At 67a9cd4 both entries were promoted to 3 epochs; width 24 led the default within the noise at
     the one epoch both had, width 48 beyond it: the promotion asked for changes neither."""
-    assert choose_final(SEED2, 450.0, 12_000, 2000, guard_min_epochs=3) is SEED2_W48_3
-    assert not_beating_default(SEED2, 2000, min_epochs=3) == {"0002", "0011"}
+    assert choose_final(SEED2, 450.0, 12_000, DefaultGuard(2000, 3)) is SEED2_W48_3
+    assert not_beating_default(SEED2, DefaultGuard(2000, 3)) == {"0002", "0011"}
 
 
 def test_the_default_guard_spares_the_budget_pick_and_needs_a_default() -> None:
     default = trial("0000", 0.42, 1, 0.0030, default=True)
     pick = trial("0001", 0.40, 1, 0.0015, budget_pick=True)
-    assert choose_final([default, pick], 200.0, 12_000, validation_images=2000) is pick
+    assert choose_final([default, pick], 200.0, 12_000, guard=DefaultGuard(2000)) is pick
     # The default's final training diverged (it is no candidate any more): the rest compete as before.
-    assert not_beating_default([SEED2_W24_1, SEED2_W24_3, SEED2_W48_1, SEED2_W48_3], 2000) == set()
+    assert (
+        not_beating_default([SEED2_W24_1, SEED2_W24_3, SEED2_W48_1, SEED2_W48_3], DefaultGuard(2000)) == set()
+    )
     # A trial without a validation accuracy is not judged by it.
     blind = dataclasses.replace(SEED2_W24_3, accuracy=None, parent=None)
-    assert not_beating_default([SEED2_DEFAULT, blind], 2000) == set()
+    assert not_beating_default([SEED2_DEFAULT, blind], DefaultGuard(2000)) == set()
 
 
 def test_a_search_needs_time_for_hyperband_to_promote_a_trial_to_the_guards_epochs() -> None:

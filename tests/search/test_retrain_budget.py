@@ -10,7 +10,7 @@ from pathlib import Path
 import keras_tuner as kt
 import pytest
 
-from search.plan import MIN_FINAL_EPOCHS, Candidate, choose_final, final_epochs_that_fit
+from search.plan import MIN_FINAL_EPOCHS, Candidate, DefaultGuard, choose_final, final_epochs_that_fit
 from search.retrain import (
     AFTER_TRAINING_SECONDS,
     EXPORT_CHECK_IMAGES,
@@ -100,10 +100,10 @@ def test_the_trial_choice_weighs_the_seconds_the_final_training_trains_for() -> 
     and ended 1.6 points below the default trained alone."""
     with_margin = RETRAIN_BUDGET_MARGIN * SEED0_LEFT_S - AFTER_TRAINING_SECONDS
     assert final_epochs_that_fit(SEED0_W48_9, with_margin, 12_000) < MIN_FINAL_EPOCHS
-    assert choose_final(SEED0, with_margin, 12_000, 2000) is SEED0_W24_3
+    assert choose_final(SEED0, with_margin, 12_000, DefaultGuard(2000)) is SEED0_W24_3
     final_s = final_training_seconds(SEED0_LEFT_S)
     assert final_s == pytest.approx(RETRAIN_DEADLINE_SHARE * SEED0_LEFT_S - AFTER_TRAINING_SECONDS)
-    assert choose_final(SEED0, final_s, 12_000, 2000) is SEED0_W48_9
+    assert choose_final(SEED0, final_s, 12_000, DefaultGuard(2000)) is SEED0_W48_9
     # What follows the training is kept out of it, and a budget already spent still trains a little.
     assert final_training_seconds(SEED0_LEFT_S, after_s=100.0) == pytest.approx(
         final_s + AFTER_TRAINING_SECONDS - 100.0
