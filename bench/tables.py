@@ -468,6 +468,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_portfolio_bf16_80": portfolio_table,
     "bench_portfolio_bf16_45_65": portfolio_table,
     "bench_portfolio_bf16_36": portfolio_table,
+    "bench_portfolio_avx2cap_50": portfolio_table,
     "bench_throughput": throughput_table,
     "bench_augmentation_placement": augmentation_placement_table,
     "bench_device_loop": device_loop_table,
