@@ -150,7 +150,6 @@ def main() -> None:
     ]
     for column, value in machine.items():
         table[column] = value
-    table["command"] = "python bench/portfolio.py " + " ".join(sys.argv[1:])
     target = Path(args.output)
     table = merge_rows(target, table, key="run")
     table.to_csv(target, index=False)
