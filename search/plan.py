@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections.abc import Mapping
 from typing import Any
 
 # At most this share of the job searches (the bench's earlier fixed split).
@@ -61,21 +62,37 @@ GUARD_MIN_EPOCHS = 3
 @dataclasses.dataclass(frozen=True)
 class BudgetPick:
     """A configuration that beat the space's default on validation, at equal training time, when the
-    final training fits between `min_default_epochs` and `max_default_epochs` epochs of the default
-    (bench/portfolio.py, results/bench_portfolio.csv): where nothing is searched, it is trained instead."""
+    final training fits between `min_epochs` and `max_epochs` of its own epochs (bench/portfolio.py,
+    results/bench_portfolio*.csv): where nothing is searched, it is trained instead. Counted in its own
+    epochs, not the default's, because what it costs per epoch over the default depends on the
+    precision: the width-48 GELU pick costs 3.2 default epochs in bfloat16 and 2.4 in float32, so the
+    same minutes give it a third more epochs in float32."""
 
     name: str
     values: dict[str, Any]
-    min_default_epochs: float
-    max_default_epochs: float
-    # Its seconds per epoch over the default's (bench/portfolio.py's cost_vs_default): its one trial
-    # gets that much more time than the default's first.
-    cost: float = 1.0
+    min_epochs: float
+    max_epochs: float = math.inf
+    # Its seconds per epoch over the default's by precision (bench/portfolio.py's cost_vs_default).
+    costs: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def cost(self, precision: str) -> float:
+        """Its measured cost at `precision`; where none was measured, the largest (fewer epochs fit,
+        so an unmeasured precision never makes a costly pick look affordable), or the default's 1."""
+        return self.costs.get(precision, max(self.costs.values(), default=1.0))
+
+    def epochs_that_fit(self, default_epochs: float, precision: str) -> float:
+        return default_epochs / self.cost(precision)
 
 
-def budget_pick(picks: tuple[BudgetPick, ...], default_epochs: float) -> BudgetPick | None:
-    """The first pick whose measured range holds `default_epochs` (outside every range: None)."""
-    return next((p for p in picks if p.min_default_epochs <= default_epochs <= p.max_default_epochs), None)
+def budget_pick(
+    picks: tuple[BudgetPick, ...], default_epochs: float, precision: str = "float32"
+) -> BudgetPick | None:
+    """The first pick whose measured range holds the epochs of its own that the time of
+    `default_epochs` of the default fits at `precision` (outside every range: None)."""
+    return next(
+        (p for p in picks if p.min_epochs <= p.epochs_that_fit(default_epochs, precision) <= p.max_epochs),
+        None,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +105,8 @@ class BudgetPlan:
     pick: str | None = None
     # New trials the search had to have time for, or it was none (trials_before_guard).
     trials_needed: float = MIN_SEARCH_TRIALS
+    # The precision the job trains in: the budget picks' costs and ranges were read at it.
+    precision: str = "float32"
 
     def describe(self) -> str:
         return (
@@ -125,20 +144,21 @@ def plan_budget(
     pick_trial_s: float = 0.0,
     trial_s: float = 0.0,
     trials_needed: float = MIN_SEARCH_TRIALS,
+    precision: str = "float32",
 ) -> BudgetPlan:
     """Split `total_s` given the default's measured seconds per epoch on train+validation and the
     seconds already spent (loading, the first trial). Searching gets only what is left after the final
     training's FINAL_EPOCHS_WANTED epochs, and never more than MAX_SEARCH_SHARE of the budget. Where
     that leaves nothing to search, or time for fewer than `trials_needed` (trials_before_guard, at
     least MIN_SEARCH_TRIALS) new trials of `trial_s` (the first trial's seconds), the space's budget
-    pick for the epochs that fit (if any) gets one trial of `pick_trial_s` (a trial of the default's
-    cost) times its own cost, and the final training is its."""
+    pick for the epochs that fit (if any, at `precision`) gets one trial of `pick_trial_s` (a trial of
+    the default's cost) times its own cost, and the final training is its."""
     wanted_final = FINAL_EPOCHS_WANTED * final_epoch_s + AFTER_FINAL_TRAINING_S
     search_s = min(max_share * total_s, total_s - wanted_final)
     trials_needed = max(MIN_SEARCH_TRIALS, trials_needed)
     if max_share <= 0:
         return BudgetPlan(
-            total_s, spent_s, total_s - spent_s, "searching turned off: the default only", None, 0
+            total_s, spent_s, total_s - spent_s, "searching turned off: the default only", None, 0, precision
         )
     if search_s <= spent_s + trials_needed * trial_s:
         fits = max(0, int((total_s - spent_s - AFTER_FINAL_TRAINING_S) / final_epoch_s))
@@ -153,20 +173,22 @@ def plan_budget(
             f"the whole budget fits about {fits} epochs of the default ({final_epoch_s:.0f} s each), "
             f"{why}, so no search beyond its first trial"
         )
-        pick = budget_pick(picks, fits)
+        pick = budget_pick(picks, fits, precision)
         if pick is None:
-            return BudgetPlan(total_s, spent_s, total_s - spent_s, reason, None, trials_needed)
+            return BudgetPlan(total_s, spent_s, total_s - spent_s, reason, None, trials_needed, precision)
+        cost = pick.cost(precision)
         reason += (
-            f"; at that budget '{pick.name}' trained better than the default on the portfolio bench, "
-            "so one trial checks it learns here and the final model is its"
+            f"; at that budget '{pick.name}' ({fits / cost:.0f} epochs at {cost:g}x the default's cost "
+            f"per epoch in {precision}) trained better than the default on the portfolio bench, so one "
+            "trial checks it learns here and the final model is its"
         )
-        search_s = spent_s + pick_trial_s * pick.cost
-        return BudgetPlan(total_s, search_s, total_s - search_s, reason, pick.name, trials_needed)
+        search_s = spent_s + pick_trial_s * cost
+        return BudgetPlan(total_s, search_s, total_s - search_s, reason, pick.name, trials_needed, precision)
     reason = (
         f"the default needs about {wanted_final / 60:.1f} min for {FINAL_EPOCHS_WANTED} epochs "
         f"({final_epoch_s:.0f} s each); the search gets the rest, at most {max_share:.0%}"
     )
-    return BudgetPlan(total_s, search_s, total_s - search_s, reason, None, trials_needed)
+    return BudgetPlan(total_s, search_s, total_s - search_s, reason, None, trials_needed, precision)
 
 
 def seconds_per_image(record: dict[str, Any], batch_size: int) -> float | None:

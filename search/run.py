@@ -158,7 +158,15 @@ def budget_planner(
         guard = guard_epochs(tuner.config.max_epochs)
         needed = trials_before_guard(compat.hyperband_first_bracket(tuner.oracle), guard)
         plan = plan_budget(
-            job_budget_s, pace * final_images, spent, max_share, picks, pick_trial_s, trial_s, needed
+            job_budget_s,
+            pace * final_images,
+            spent,
+            max_share,
+            picks,
+            pick_trial_s,
+            trial_s,
+            needed,
+            tuner.hypermodel.precision or "float32",
         )
         planned.append(plan)
         tuner.budget_plan = plan

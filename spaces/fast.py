@@ -77,16 +77,24 @@ class FastNet(SpaceHyperModel):
     )
 
     # Where the final training fits 40 or more default epochs but too few to search, bench/portfolio.py
-    # on 2 AVX512-BF16 cores (results/bench_portfolio_bf16*.csv, validation). From 60: W48_GELU, which
-    # led the default by +1.0 points at 65 default epochs and +2.8 at 80 (it trailed by 0.7 at 45),
-    # where cutout was -0.15 at 65. Below: cutout, at the default's cost: at 45 it led the default by
-    # +1.55, +0.65 and -0.85 (three runs, mean +0.45), at 30 it trailed by 0.75. The range ends where the
-    # plan starts searching: a little beyond FINAL_EPOCHS_WANTED when that leaves too few trials. Below
-    # 40 the default is trained: at 36 (a 5-minute job on a 237 GFLOP/s VM) it led cutout by 0.55, width
-    # 48 by 1.0 and width 24 by 2.6 points (results/bench_portfolio_bf16_36.csv).
+    # on 2 AVX512-BF16 cores (results/bench_portfolio*.csv, validation). W48_GELU once it fits 18.75 of
+    # its own epochs (60 default epochs in bfloat16, where it costs 3.2): it trailed the default by 0.7
+    # points with 14 epochs (45 default epochs of time) and led by +1.0 with 20 (65) and +2.8 with 27
+    # (80), where cutout was -0.15 at 65. In float32 (ONEDNN_MAX_CPU_ISA=AVX2) it costs 2.25 to 2.4 and
+    # led by +2.10 and +1.90 with 21 and 22 epochs (50 default epochs, two seeds,
+    # results/bench_portfolio_avx2cap_50*.csv), where cutout led by +0.75 and +0.25; so from 45 default
+    # epochs there. Below: cutout, at the default's cost: at 45 it led the
+    # default by +1.55, +0.65 and -0.85 (bfloat16, three runs, mean +0.45), at 30 it trailed by 0.75.
+    # Below 40 the default is trained: at 36 (a 5-minute job on a 237 GFLOP/s VM) it led cutout by 0.55,
+    # width 48 by 1.0 and width 24 by 2.6 points (results/bench_portfolio_bf16_36.csv).
     budget_picks = (
-        BudgetPick("w48-gelu", W48_GELU, FINAL_EPOCHS_WANTED, FINAL_EPOCHS_WANTED + 10, cost=3.2),
-        BudgetPick("cutout", {"augment_cutout": 0.5}, 40, FINAL_EPOCHS_WANTED),
+        BudgetPick(
+            "w48-gelu",
+            W48_GELU,
+            min_epochs=FINAL_EPOCHS_WANTED / 3.2,
+            costs={"mixed_bfloat16": 3.2, "float32": 2.4},
+        ),
+        BudgetPick("cutout", {"augment_cutout": 0.5}, min_epochs=40, max_epochs=FINAL_EPOCHS_WANTED),
     )
 
     def build_features(self, hp: kt.HyperParameters, x: keras.KerasTensor) -> keras.KerasTensor:

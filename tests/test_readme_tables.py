@@ -30,3 +30,24 @@ def test_every_benchmark_row_names_its_commit_and_machine() -> None:
             assert column in table.columns and table[column].notna().all(), f"{csv.name}: {column}"
         # One table, one commit and one machine.
         assert table["commit"].nunique() == 1 and table["cpu"].nunique() == 1, csv.name
+
+
+def test_a_portfolio_candidate_is_compared_with_the_default_of_its_own_seed() -> None:
+    tables = load_tables_module()
+    common = {"space": "fast", "default_epochs": 50, "values": "{}", "cost_vs_default": 1.0, "epochs": 50}
+    common |= {
+        "commit": "abc1234",
+        "date": "2026-12-07",
+        "machine": "a CPU",
+        "command": "python bench/portfolio.py",
+    }
+    rows = [
+        {**common, "seed": 0, "candidate": "default", "val_accuracy": 0.80},
+        {**common, "seed": 0, "candidate": "cutout", "val_accuracy": 0.81},
+        {**common, "seed": 1, "candidate": "default", "val_accuracy": 0.78},
+        {**common, "seed": 1, "candidate": "cutout", "val_accuracy": 0.79},
+    ]
+    rendered = tables.portfolio_table(pd.DataFrame(rows))
+    cutout_rows = [line for line in rendered.splitlines() if "`cutout`" in line]
+    # Each seed's cutout led its own default by one point (not seed 1's by -1.00 against seed 0's).
+    assert len(cutout_rows) == 2 and all(line.endswith("| +1.00 |") for line in cutout_rows)

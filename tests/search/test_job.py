@@ -121,6 +121,10 @@ def test_a_budget_too_small_for_the_final_training_searches_nothing_but_its_budg
     assert "budget pick" in metrics["chosen_because"] and "'two-blocks'" in metrics["chosen_because"]
     job = json.loads((tmp_path / "run" / "job.json").read_text())
     assert job["plan"]["pick"] == "two-blocks" and job["plan"]["trials_needed"] == 10
+    # The picks' costs are read at the precision the job trains in (mixed bfloat16 where the CPU has
+    # AVX512-BF16, else float32).
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert job["plan"]["precision"] == env["hardware"]["precision"]
 
 
 def test_the_budget_belongs_to_the_run_and_a_resumed_job_continues_it(tmp_path: Path) -> None:

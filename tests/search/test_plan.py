@@ -124,8 +124,8 @@ def test_gain_is_measured_from_promotions() -> None:
     assert gain_per_log_epoch([parent, worse]) == 0.0  # clipped: longer never predicted to hurt
 
 
-NARROW = BudgetPick("narrow", {"width": 16}, min_default_epochs=3, max_default_epochs=12)
-SHALLOW = BudgetPick("shallow", {"blocks": 1}, min_default_epochs=13, max_default_epochs=40)
+NARROW = BudgetPick("narrow", {"width": 16}, min_epochs=3, max_epochs=12)
+SHALLOW = BudgetPick("shallow", {"blocks": 1}, min_epochs=13, max_epochs=40)
 
 
 def test_the_budget_pick_is_the_one_whose_measured_range_holds_the_epochs_that_fit() -> None:
@@ -136,6 +136,43 @@ def test_the_budget_pick_is_the_one_whose_measured_range_holds_the_epochs_that_f
     assert budget_pick((), 6) is None
 
 
+WIDE = BudgetPick("wide", {"width": 48}, min_epochs=20, costs={"mixed_bfloat16": 3.0, "float32": 2.0})
+
+
+def test_a_budget_picks_range_counts_its_own_epochs_at_the_precisions_cost() -> None:
+    # 45 default epochs of time are 22.5 of its own in float32, 15 in bfloat16.
+    assert WIDE.epochs_that_fit(45, "float32") == 22.5
+    assert budget_pick((WIDE, SHALLOW), 45, "float32") is WIDE
+    assert budget_pick((WIDE, SHALLOW), 45, "mixed_bfloat16") is None
+    assert budget_pick((WIDE, SHALLOW), 39, "mixed_bfloat16") is SHALLOW  # 13 of its own: too few
+    assert budget_pick((WIDE,), 10_000, "float32") is WIDE  # no upper end: only where nothing is searched
+    # A precision it was not measured at gets its largest cost; a pick without costs, the default's.
+    assert WIDE.cost("mixed_float16") == 3.0
+    assert budget_pick((WIDE,), 45, "mixed_float16") is None
+    assert SHALLOW.cost("float32") == 1.0
+
+
+def test_in_float32_the_wide_gelu_pick_gets_the_budgets_where_bfloat16_trains_cutout() -> None:
+    # Measured in float32 (2 AVX512-BF16 cores with ONEDNN_MAX_CPU_ISA=AVX2, 900 s, 40d312f, seed 0):
+    # about 15.7 s per default epoch and a 15.7 s first trial after 17 s: 53 default epochs fit, too
+    # few to search. At 3.2 (its bfloat16 cost) that is 16.6 epochs of 'w48-gelu', short of the 18.75
+    # it led the default with, and cutout was trained (81.81 %); at its float32 cost of 2.4 it is 22,
+    # and in float32 'w48-gelu' led the default on validation by 2.10 points with 21 epochs.
+    from spaces.fast import FastNet
+
+    args = dict(picks=FastNet.budget_picks, pick_trial_s=23.6, trial_s=15.7, trials_needed=10)
+    bfloat16 = plan_budget(895.0, 15.7, 17.0, **args, precision="mixed_bfloat16")
+    float32 = plan_budget(895.0, 15.7, 17.0, **args, precision="float32")
+    assert bfloat16.pick == "cutout" and float32.pick == "w48-gelu"
+    assert "'w48-gelu' (22 epochs at 2.4x the default's cost per epoch in float32)" in float32.describe()
+    assert float32.precision == "float32" and bfloat16.precision == "mixed_bfloat16"
+    # Its one trial is allowed its cost at the precision it trains in.
+    assert float32.search_s == pytest.approx(17.0 + 23.6 * 2.4)
+    assert plan_budget(895.0, 12.0, 17.0, **args, precision="mixed_bfloat16").search_s == pytest.approx(
+        17.0 + 23.6 * 3.2
+    )
+
+
 def test_where_nothing_is_searched_the_plan_trains_the_budget_pick_after_one_trial_of_it() -> None:
     # 30 s per final epoch: 5 minutes fit 7 epochs of the default, inside NARROW's range.
     plan = plan_budget(300.0, final_epoch_s=30.0, spent_s=40.0, picks=(NARROW, SHALLOW), pick_trial_s=20.0)
@@ -144,8 +181,9 @@ def test_where_nothing_is_searched_the_plan_trains_the_budget_pick_after_one_tri
     assert "'narrow'" in plan.describe() and "no search" in plan.describe()
     # 15 minutes fit 27 epochs: SHALLOW's range.
     assert plan_budget(900.0, 30.0, 40.0, picks=(NARROW, SHALLOW), pick_trial_s=20.0).pick == "shallow"
-    # A pick measured at three times the default's cost per epoch gets three times the trial time.
-    costly = dataclasses.replace(NARROW, cost=3.0)
+    # A pick measured at three times the default's cost per epoch gets three times the trial time
+    # (and 7 default epochs of time are 2.3 of its own).
+    costly = dataclasses.replace(NARROW, min_epochs=2, costs={"float32": 3.0})
     plan = plan_budget(300.0, final_epoch_s=30.0, spent_s=40.0, picks=(costly,), pick_trial_s=20.0)
     assert plan.pick == "narrow" and plan.search_s == 100.0 and plan.final_s == 200.0
     # Where the budget searches, the search decides; with the search off (default_only), the default.
