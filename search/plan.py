@@ -65,8 +65,8 @@ class BudgetPick:
     final training fits between `min_epochs` and `max_epochs` of its own epochs (bench/portfolio.py,
     results/bench_portfolio*.csv): where nothing is searched, it is trained instead. Counted in its own
     epochs, not the default's, because what it costs per epoch over the default depends on the
-    precision: the width-48 GELU pick costs 3.2 default epochs in bfloat16 and 2.4 in float32, so the
-    same minutes give it a third more epochs in float32."""
+    precision: the width-48 GELU pick costs 3.2 times the default's epoch in mixed bfloat16 and 2.4
+    times in float32, so the same minutes give it a third more epochs in float32."""
 
     name: str
     values: dict[str, Any]
