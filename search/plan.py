@@ -176,9 +176,9 @@ def plan_budget(
         pick = budget_pick(picks, fits, precision)
         if pick is None:
             return BudgetPlan(total_s, spent_s, total_s - spent_s, reason, None, trials_needed, precision)
-        cost = pick.cost(precision)
+        cost, epochs = pick.cost(precision), pick.epochs_that_fit(fits, precision)
         reason += (
-            f"; at that budget '{pick.name}' ({fits / cost:.0f} epochs at {cost:g}x the default's cost "
+            f"; at that budget '{pick.name}' ({epochs:.0f} epochs at {cost:g}x the default's cost "
             f"per epoch in {precision}) trained better than the default on the portfolio bench, so one "
             "trial checks it learns here and the final model is its"
         )
