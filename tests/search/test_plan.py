@@ -152,6 +152,17 @@ def test_a_budget_picks_range_counts_its_own_epochs_at_the_precisions_cost() -> 
     assert SHALLOW.cost("float32") == 1.0
 
 
+def test_a_pick_measured_at_one_precision_is_never_picked_at_another() -> None:
+    # Measured in float32 only: at bfloat16's cost its range would hold 36 default epochs, where the
+    # default led width 24 by 2.6 points.
+    narrow = BudgetPick("narrow", {"width": 24}, 24, 40, {"float32": 0.6}, frozenset({"float32"}))
+    assert narrow.fits(18, "float32") and budget_pick((narrow,), 18, "float32") is narrow
+    assert not narrow.fits(18, "mixed_bfloat16") and budget_pick((narrow,), 18, "mixed_bfloat16") is None
+    assert budget_pick((narrow, SHALLOW), 18, "mixed_bfloat16") is SHALLOW
+    assert not narrow.fits(30, "float32")  # 50 of its own: beyond the evidence
+    assert NARROW.fits(6, "mixed_float16")  # no precisions given: every precision
+
+
 def test_in_float32_the_wide_gelu_pick_gets_the_budgets_where_bfloat16_trains_cutout() -> None:
     # Measured in float32 (2 AVX512-BF16 cores with ONEDNN_MAX_CPU_ISA=AVX2, 900 s, 40d312f, seed 0):
     # about 15.7 s per default epoch and a 15.7 s first trial after 17 s: 53 default epochs fit, too
@@ -171,6 +182,19 @@ def test_in_float32_the_wide_gelu_pick_gets_the_budgets_where_bfloat16_trains_cu
     assert plan_budget(895.0, 12.0, 17.0, **args, precision="mixed_bfloat16").search_s == pytest.approx(
         17.0 + 23.6 * 3.2
     )
+
+
+def test_a_five_minute_float32_job_trains_the_narrow_recipe_and_bfloat16_the_default() -> None:
+    # A 295 s job in float32 (2 AVX512-BF16 cores with ONEDNN_MAX_CPU_ISA=AVX2: 13 s per default epoch)
+    # fits 17 default epochs, 28 of 'w24-recipe' at 0.6, where it led the default on validation. In
+    # mixed bfloat16 (7 s per epoch) 33 fit: width 24 costs more there and trailed, so the default.
+    from spaces.fast import FastNet
+
+    args = dict(picks=FastNet.budget_picks, pick_trial_s=13.0, trial_s=13.0, trials_needed=10)
+    float32 = plan_budget(295.0, 13.0, 22.0, **args, precision="float32")
+    assert float32.pick == "w24-recipe" and float32.search_s == pytest.approx(22.0 + 13.0 * 0.6)
+    assert "'w24-recipe' (28 epochs at 0.6x the default's cost per epoch in float32)" in float32.describe()
+    assert plan_budget(295.0, 7.0, 15.0, **args, precision="mixed_bfloat16").pick is None
 
 
 def test_where_nothing_is_searched_the_plan_trains_the_budget_pick_after_one_trial_of_it() -> None:
