@@ -157,13 +157,17 @@ def portfolio_table(table: pd.DataFrame) -> str:
     body = []
     # Each candidate against the default of its own seed (tables from before seeds were a flag: seed 0).
     seeds = table["seed"] if "seed" in table else pd.Series(0, index=table.index)
-    for (_, budget), rows in table.groupby([seeds, "default_epochs"], sort=True):
+    several_seeds = seeds.nunique() > 1
+    if several_seeds:
+        header.insert(1, "seed")
+    for (seed, budget), rows in table.groupby([seeds, "default_epochs"], sort=True):
         default = rows.loc[rows["candidate"] == "default", "val_accuracy"]
         for row in rows.sort_values("val_accuracy", ascending=False).itertuples():
             gain = "" if default.empty else f"{100 * (row.val_accuracy - default.iloc[0]):+.2f}"
             body.append(
                 [
                     _integer(budget),
+                    *([_seed(seed)] if several_seeds else []),
                     f"`{row.candidate}`",
                     "" if row.values == "{}" else f"`{row.values}`",
                     f"{float(row.cost_vs_default):.2f}x",
@@ -472,6 +476,8 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_portfolio_bf16_36": portfolio_table,
     "bench_portfolio_avx2cap_50": portfolio_table,
     "bench_portfolio_avx2cap_50_seed1": portfolio_table,
+    "bench_portfolio_avx2cap_18": portfolio_table,
+    "bench_portfolio_avx2cap_18_seeds": portfolio_table,
     "bench_throughput": throughput_table,
     "bench_augmentation_placement": augmentation_placement_table,
     "bench_device_loop": device_loop_table,

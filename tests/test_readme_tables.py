@@ -51,3 +51,8 @@ def test_a_portfolio_candidate_is_compared_with_the_default_of_its_own_seed() ->
     cutout_rows = [line for line in rendered.splitlines() if "`cutout`" in line]
     # Each seed's cutout led its own default by one point (not seed 1's by -1.00 against seed 0's).
     assert len(cutout_rows) == 2 and all(line.endswith("| +1.00 |") for line in cutout_rows)
+    # With several seeds, each row says its seed.
+    assert [line.split(" | ")[1] for line in cutout_rows] == ["0", "1"]
+    assert "| seed |" in rendered
+    one_seed = tables.portfolio_table(pd.DataFrame(rows[:2]))
+    assert "| seed |" not in one_seed
