@@ -459,6 +459,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_search_quality_bf16_900_guard": search_quality_table,
     "bench_search_quality_bf16_900_deadline": search_quality_table,
     "bench_search_quality_avx2cap_900": search_quality_table,
+    "bench_search_quality_avx2cap_300": search_quality_table,
     "bench_search_quality_bf16_samplers": search_quality_table,
     "bench_search_quality_bf16_2700": search_quality_table,
     "bench_search_quality_bf16_2700_iterations": search_quality_table,
