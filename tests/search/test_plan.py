@@ -195,6 +195,16 @@ def test_a_five_minute_float32_job_trains_the_narrow_recipe_and_bfloat16_the_def
     assert float32.pick == "w24-recipe" and float32.search_s == pytest.approx(22.0 + 13.0 * 0.6)
     assert "'w24-recipe' (28 epochs at 0.6x the default's cost per epoch in float32)" in float32.describe()
     assert plan_budget(295.0, 7.0, 15.0, **args, precision="mixed_bfloat16").pick is None
+    # Its range is the budgets it was measured at: 9 to 30 default epochs of time (15 to 50 of its own).
+    assert [
+        getattr(budget_pick(FastNet.budget_picks, e, "float32"), "name", None) for e in (8, 9, 30, 31, 40)
+    ] == [
+        None,
+        "w24-recipe",
+        "w24-recipe",
+        None,
+        "cutout",
+    ]
 
 
 def test_where_nothing_is_searched_the_plan_trains_the_budget_pick_after_one_trial_of_it() -> None:
