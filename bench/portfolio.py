@@ -58,16 +58,15 @@ def candidates(space: str) -> dict[str, dict]:
     for name, entry in STUDIED.get(space, {}).items():
         found[name] = dict(entry)
     if space == "fast":
-        from spaces.fast import W24_RECIPE, W48_GELU
+        from spaces.fast import W48_GELU, w48_gelu_recipe_on_relu
 
         # The portfolio's W48_GELU under the name it was measured by, then its recipe on a wider ReLU net.
         found["w48gelu"] = dict(W48_GELU)
-        found["w64relu35"] = {**W48_GELU, "width": 64, "activation": "relu"}
-        # Its recipe on ReLU nets at the default's width (its cost) and at widths 24 and 16 (cheaper):
-        # for budgets too short for w48gelu.
-        found["w32recipe"] = {**W48_GELU, "width": 32, "activation": "relu"}
-        found["w24recipe"] = dict(W24_RECIPE)  # the float32 budget pick 'w24-recipe'
-        found["w16recipe"] = {**W48_GELU, "width": 16, "activation": "relu"}
+        found["w64relu35"] = w48_gelu_recipe_on_relu(64)
+        # Its recipe on ReLU nets at the default's width (its cost) and at widths 24 (the float32 budget
+        # pick 'w24-recipe') and 16 (cheaper): for budgets too short for w48gelu.
+        for width in (32, 24, 16):
+            found[f"w{width}recipe"] = w48_gelu_recipe_on_relu(width)
     return found
 
 

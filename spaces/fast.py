@@ -31,8 +31,14 @@ W48_GELU = {
     "augment_crop": 2,
 }
 
-# W48_GELU's recipe on a width-24 ReLU net: cheap in float32, for budgets too short for W48_GELU.
-W24_RECIPE = {**W48_GELU, "width": 24, "activation": "relu"}
+
+def w48_gelu_recipe_on_relu(width: int) -> dict:
+    """W48_GELU's recipe (optimizer, regularization, augmentation) on a ReLU net of `width`."""
+    return {**W48_GELU, "width": width, "activation": "relu"}
+
+
+# On width 24: cheap in float32, for budgets too short for W48_GELU.
+W24_RECIPE = w48_gelu_recipe_on_relu(24)
 
 
 @register_space("fast")
