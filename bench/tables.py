@@ -475,6 +475,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_portfolio_bf16_80": portfolio_table,
     "bench_portfolio_bf16_45_65": portfolio_table,
     "bench_portfolio_bf16_36": portfolio_table,
+    "bench_portfolio_bf16_36_narrow": portfolio_table,
     "bench_portfolio_avx2cap_50": portfolio_table,
     "bench_portfolio_avx2cap_50_seed1": portfolio_table,
     "bench_portfolio_avx2cap_18": portfolio_table,
