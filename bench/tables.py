@@ -468,6 +468,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_samplers": samplers_table,
     "bench_portfolio": portfolio_table,
     "bench_ema": ema_table,
+    "bench_ema_seeds": ema_table,
     "bench_portfolio_entries": portfolio_table,
     "bench_portfolio_bf16": portfolio_table,
     "bench_portfolio_bf16_seed1": portfolio_table,
