@@ -455,6 +455,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_search_quality_bf16": search_quality_table,
     "bench_search_quality_bf16_300": search_quality_table,
     "bench_search_quality_bf16_300_samplers": search_quality_table,
+    "bench_search_quality_bf16_300_picks": search_quality_table,
     "bench_search_quality_bf16_900_current": search_quality_table,
     "bench_search_quality_bf16_900_guard": search_quality_table,
     "bench_search_quality_bf16_900_deadline": search_quality_table,
