@@ -483,6 +483,7 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_portfolio_avx2cap_18": portfolio_table,
     "bench_portfolio_avx2cap_18_seeds": portfolio_table,
     "bench_portfolio_avx2cap_9_30": portfolio_table,
+    "bench_portfolio_avx512core_18": portfolio_table,
     "bench_throughput": throughput_table,
     "bench_augmentation_placement": augmentation_placement_table,
     "bench_device_loop": device_loop_table,
