@@ -67,8 +67,8 @@ def candidates(space: str) -> dict[str, dict]:
         # pick 'w24-recipe') and 16 (cheaper): for budgets too short for w48gelu.
         for width in (32, 24, 16):
             found[f"w{width}recipe"] = w48_gelu_recipe_on_relu(width)
-        # One conv per block: in mixed bfloat16 widths that are multiples of 32 run at their FLOPs'
-        # pace (width 24 did not), so these are the cheaper nets to try there.
+        # One conv per block: in mixed bfloat16 width 24 costs far more than its FLOPs (channel counts
+        # not multiples of 16) while these run at about their FLOPs' share: the cheaper nets there.
         for width in (32, 64):
             found[f"w{width}c1recipe"] = {**w48_gelu_recipe_on_relu(width), "convs_per_block": 1}
     return found

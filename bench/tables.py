@@ -448,42 +448,16 @@ def scaling_table(table: pd.DataFrame) -> str:
     return provenance(table, extra) + "\n\n" + markdown(header, rows)
 
 
-RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
+# Each family of CSVs shares a table: a CSV's family is the longest of these that its name is or
+# starts with followed by "_" (bench_device_loop_tf before bench_device_loop). A new CSV of a family
+# needs only its README markers, not a line here.
+FAMILIES: dict[str, Callable[[pd.DataFrame], str]] = {
     "bench_soak": soak_table,
     "bench_scaling": scaling_table,
     "bench_search_quality": search_quality_table,
-    "bench_search_quality_bf16": search_quality_table,
-    "bench_search_quality_bf16_300": search_quality_table,
-    "bench_search_quality_bf16_300_samplers": search_quality_table,
-    "bench_search_quality_bf16_300_picks": search_quality_table,
-    "bench_search_quality_bf16_900_current": search_quality_table,
-    "bench_search_quality_bf16_900_guard": search_quality_table,
-    "bench_search_quality_bf16_900_deadline": search_quality_table,
-    "bench_search_quality_avx2cap_900": search_quality_table,
-    "bench_search_quality_avx2cap_300": search_quality_table,
-    "bench_search_quality_bf16_samplers": search_quality_table,
-    "bench_search_quality_bf16_2700": search_quality_table,
-    "bench_search_quality_bf16_2700_iterations": search_quality_table,
-    "bench_search_quality_bf16_900_warm": search_quality_table,
-    "bench_search_quality_900": search_quality_table,
     "bench_samplers": samplers_table,
     "bench_portfolio": portfolio_table,
     "bench_ema": ema_table,
-    "bench_ema_seeds": ema_table,
-    "bench_portfolio_entries": portfolio_table,
-    "bench_portfolio_bf16": portfolio_table,
-    "bench_portfolio_bf16_seed1": portfolio_table,
-    "bench_portfolio_bf16_57": portfolio_table,
-    "bench_portfolio_bf16_80": portfolio_table,
-    "bench_portfolio_bf16_45_65": portfolio_table,
-    "bench_portfolio_bf16_36": portfolio_table,
-    "bench_portfolio_bf16_36_narrow": portfolio_table,
-    "bench_portfolio_avx2cap_50": portfolio_table,
-    "bench_portfolio_avx2cap_50_seed1": portfolio_table,
-    "bench_portfolio_avx2cap_18": portfolio_table,
-    "bench_portfolio_avx2cap_18_seeds": portfolio_table,
-    "bench_portfolio_avx2cap_9_30": portfolio_table,
-    "bench_portfolio_avx512core_18": portfolio_table,
     "bench_throughput": throughput_table,
     "bench_augmentation_placement": augmentation_placement_table,
     "bench_device_loop": device_loop_table,
@@ -494,14 +468,27 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
 }
 
 
+def renderer_for(name: str) -> Callable[[pd.DataFrame], str]:
+    """The table of `name`'s family (FAMILIES)."""
+    families = [f for f in FAMILIES if name == f or name.startswith(f + "_")]
+    if not families:
+        raise SystemExit(f"bench/tables.py: no table for {name}; add its family to FAMILIES")
+    return FAMILIES[max(families, key=len)]
+
+
+# Every results CSV's table: each must have its place in README.md (tests/test_readme_tables.py).
+RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
+    csv.stem: renderer_for(csv.stem) for csv in sorted(RESULTS.glob("bench_*.csv"))
+}
+
+
 def render_readme(readme: str) -> str:
-    for name, render in RENDERERS.items():
+    # Every place README.md has; one whose CSV is gone says so rather than keep a stale table.
+    for name in re.findall(r"<!-- table:(\w+) -->", readme):
         csv = RESULTS / f"{name}.csv"
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(?:.*?\n)?(<!-- /table:{name} -->)", re.DOTALL)
-        if not pattern.search(readme):
-            continue
         body = (
-            render(pd.read_csv(csv, dtype={"commit": str}))
+            renderer_for(name)(pd.read_csv(csv, dtype={"commit": str}))
             if csv.is_file()
             else f"No results yet: `{csv.relative_to(ROOT)}` is missing."
         )

@@ -104,8 +104,10 @@ class FastNet(SpaceHyperModel):
             costs={"mixed_bfloat16": 3.2, "float32": 2.4},
         ),
         BudgetPick("cutout", {"augment_cutout": 0.5}, min_epochs=40, max_epochs=FINAL_EPOCHS_WANTED),
-        # In float32 only: 0.56 to 0.59 of the default's epoch there (1.41 for width 24 in bfloat16,
-        # where it trailed). At 18 default epochs of time (a 5-minute job at 13 s per epoch) it trained
+        # In float32 only: 0.56 to 0.59 of the default's epoch there without AVX-512 (oneDNN capped
+        # at AVX2; 0.74 with AVX-512 float32 kernels, where it tied the default at 18 default epochs,
+        # results/bench_portfolio_avx512core_18.csv; 1.41 to 2.25 for width 24 in bfloat16, where it
+        # trailed). At 18 default epochs of time (a 5-minute job at 13 s per epoch) it trained
         # 30 to 32 of its own and led the default by 0.75, 2.75 and 2.30 points on validation (three
         # seeds, results/bench_portfolio_avx2cap_18*.csv); at 9 and at 30 default epochs of time it led
         # by 2.50 and 5.10, and by 1.00 and 2.25 (two seeds, results/bench_portfolio_avx2cap_9_30.csv).
