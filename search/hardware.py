@@ -70,6 +70,10 @@ ONEDNN_ISAS_WITHOUT_BFLOAT16 = frozenset(
 )
 
 
+# ... and those below AVX512_CORE: capped at one of them, oneDNN runs float32 with 256-bit vectors.
+ONEDNN_ISAS_WITHOUT_AVX512 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"})
+
+
 @functools.cache  # a machine fact; what may change within a process (the environment) is read apart
 def cpu_flags() -> list[str]:
     try:
@@ -97,6 +101,27 @@ def cpu_has_bfloat16() -> bool:
     or (capped at AVX2) cannot run it at all."""
     flags = cpu_flags()
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and onednn_limit() is None
+
+
+def cpu_float32_vectors() -> str:
+    """'avx512' where oneDNN runs float32 convolutions with AVX-512 on this CPU, else 'avx2' (a cap
+    below AVX512_CORE, oneDNN switched off, or a CPU without AVX-512F)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    onednn_off = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false")
+    if "avx512f" in cpu_flags() and cap not in ONEDNN_ISAS_WITHOUT_AVX512 and not onednn_off:
+        return "avx512"
+    return "avx2"
+
+
+def cost_key(precision: str, on_gpu: bool) -> str:
+    """What a configuration's cost per epoch over the default's depends on, as the budget picks'
+    measured costs are keyed (search.plan.BudgetPick): the precision and, in float32 on a CPU, the
+    vector width oneDNN runs it at. Width 24 took 0.56 to 0.59 of the default's epoch in float32
+    with oneDNN capped at AVX2 and 0.74 with AVX-512 float32 kernels, on the same 2 cores
+    (results/bench_portfolio_avx2cap_18.csv, bench_portfolio_avx512core_18.csv)."""
+    if precision == "float32" and not on_gpu:
+        return f"float32/{cpu_float32_vectors()}"
+    return precision
 
 
 def choose_acceleration(config: SearchConfig) -> Acceleration:

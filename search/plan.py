@@ -59,48 +59,61 @@ DEFAULT_MARGIN_Z = 1.645
 GUARD_MIN_EPOCHS = 3
 
 
+def base_precision(cost_key: str) -> str:
+    """The precision of a cost key: 'float32' of 'float32/avx2' (search.hardware.cost_key)."""
+    return cost_key.split("/", 1)[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class BudgetPick:
     """A configuration that beat the space's default on validation, at equal training time, when the
     final training fits between `min_epochs` and `max_epochs` of its own epochs (bench/portfolio.py,
     results/bench_portfolio*.csv): where nothing is searched, it is trained instead. Counted in its own
     epochs, not the default's, because what it costs per epoch over the default depends on the
-    precision: the width-48 GELU pick costs 3.2 times the default's epoch in mixed bfloat16 and 2.4
-    times in float32, so the same minutes give it a third more epochs in float32."""
+    precision and the CPU's vector width: the width-48 GELU pick costs 3.2 times the default's epoch in
+    mixed bfloat16 and 2.4 times in float32, so the same minutes give it a third more epochs in float32.
+
+    Costs and where it may be trained (led_at) are keyed by search.hardware.cost_key: a precision
+    ('mixed_bfloat16', 'float32') or a precision with the vector width ('float32/avx2'); a key with
+    the width that is not listed falls back to its precision's entry."""
 
     name: str
     values: dict[str, Any]
     min_epochs: float
     max_epochs: float = math.inf
-    # Its seconds per epoch over the default's by precision (bench/portfolio.py's cost_vs_default).
+    # Its seconds per epoch over the default's by cost key (bench/portfolio.py's cost_vs_default).
     costs: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    # The precisions it led the default at; at any other it is never picked (None: at every one). A
-    # narrow net's cost depends on the precision's kernels: width 24 took 0.59 of the default's epoch
-    # in float32 and 1.41 in mixed bfloat16, where it trailed the default by 2.6 points.
-    precisions: frozenset[str] | None = None
+    # The cost keys it led the default at; at any other it is never picked (None: at every one). A
+    # narrow net's cost depends on the kernels: width 24 took 0.59 of the default's epoch in float32
+    # with AVX2 and 1.41 in mixed bfloat16, where it trailed the default by 2.6 points.
+    led_at: frozenset[str] | None = None
 
-    def cost(self, precision: str) -> float:
-        """Its measured cost at `precision`; where none was measured, the largest (fewer epochs fit,
-        so an unmeasured precision never makes a costly pick look affordable), or the default's 1."""
-        return self.costs.get(precision, max(self.costs.values(), default=1.0))
+    def cost(self, cost_key: str) -> float:
+        """Its measured cost at `cost_key` (else at its precision); where none was measured, the
+        largest (fewer epochs fit, so an unmeasured key never makes a costly pick look affordable), or
+        the default's 1."""
+        for key in (cost_key, base_precision(cost_key)):
+            if key in self.costs:
+                return self.costs[key]
+        return max(self.costs.values(), default=1.0)
 
-    def epochs_that_fit(self, default_epochs: float, precision: str) -> float:
-        return default_epochs / self.cost(precision)
+    def epochs_that_fit(self, default_epochs: float, cost_key: str) -> float:
+        return default_epochs / self.cost(cost_key)
 
-    def fits(self, default_epochs: float, precision: str) -> bool:
-        """Whether it was measured to lead at `precision` and the time of `default_epochs` of the
-        default gives it a number of its own epochs inside its measured range."""
-        if self.precisions is not None and precision not in self.precisions:
+    def fits(self, default_epochs: float, cost_key: str) -> bool:
+        """Whether it was measured to lead at `cost_key` (or at its precision) and the time of
+        `default_epochs` of the default gives it a number of its own epochs inside its measured range."""
+        if self.led_at is not None and not {cost_key, base_precision(cost_key)} & self.led_at:
             return False
-        return self.min_epochs <= self.epochs_that_fit(default_epochs, precision) <= self.max_epochs
+        return self.min_epochs <= self.epochs_that_fit(default_epochs, cost_key) <= self.max_epochs
 
 
 def budget_pick(
-    picks: tuple[BudgetPick, ...], default_epochs: float, precision: str = "float32"
+    picks: tuple[BudgetPick, ...], default_epochs: float, cost_key: str = "float32"
 ) -> BudgetPick | None:
-    """The first pick measured at `precision` whose range holds the epochs of its own that the time
+    """The first pick measured at `cost_key` whose range holds the epochs of its own that the time
     of `default_epochs` of the default fits there (BudgetPick.fits; outside every range: None)."""
-    return next((p for p in picks if p.fits(default_epochs, precision)), None)
+    return next((p for p in picks if p.fits(default_epochs, cost_key)), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +126,9 @@ class BudgetPlan:
     pick: str | None = None
     # New trials the search had to have time for, or it was none (trials_before_guard).
     trials_needed: float = MIN_SEARCH_TRIALS
-    # The precision the job trains in: the budget picks' costs and ranges were read at it.
-    precision: str = "float32"
+    # The cost key of the machine and precision the job trains in (search.hardware.cost_key): the
+    # budget picks' costs and ranges were read at it.
+    cost_key: str = "float32"
 
     def describe(self) -> str:
         return (
@@ -152,21 +166,21 @@ def plan_budget(
     pick_trial_s: float = 0.0,
     trial_s: float = 0.0,
     trials_needed: float = MIN_SEARCH_TRIALS,
-    precision: str = "float32",
+    cost_key: str = "float32",
 ) -> BudgetPlan:
     """Split `total_s` given the default's measured seconds per epoch on train+validation and the
     seconds already spent (loading, the first trial). Searching gets only what is left after the final
     training's FINAL_EPOCHS_WANTED epochs, and never more than MAX_SEARCH_SHARE of the budget. Where
     that leaves nothing to search, or time for fewer than `trials_needed` (trials_before_guard, at
     least MIN_SEARCH_TRIALS) new trials of `trial_s` (the first trial's seconds), the space's budget
-    pick for the epochs that fit (if any, at `precision`) gets one trial of `pick_trial_s` (a trial of
+    pick for the epochs that fit (if any, at `cost_key`) gets one trial of `pick_trial_s` (a trial of
     the default's cost) times its own cost, and the final training is its."""
     wanted_final = FINAL_EPOCHS_WANTED * final_epoch_s + AFTER_FINAL_TRAINING_S
     search_s = min(max_share * total_s, total_s - wanted_final)
     trials_needed = max(MIN_SEARCH_TRIALS, trials_needed)
     if max_share <= 0:
         return BudgetPlan(
-            total_s, spent_s, total_s - spent_s, "searching turned off: the default only", None, 0, precision
+            total_s, spent_s, total_s - spent_s, "searching turned off: the default only", None, 0, cost_key
         )
     if search_s <= spent_s + trials_needed * trial_s:
         fits = max(0, int((total_s - spent_s - AFTER_FINAL_TRAINING_S) / final_epoch_s))
@@ -181,22 +195,22 @@ def plan_budget(
             f"the whole budget fits about {fits} epochs of the default ({final_epoch_s:.0f} s each), "
             f"{why}, so no search beyond its first trial"
         )
-        pick = budget_pick(picks, fits, precision)
+        pick = budget_pick(picks, fits, cost_key)
         if pick is None:
-            return BudgetPlan(total_s, spent_s, total_s - spent_s, reason, None, trials_needed, precision)
-        cost, epochs = pick.cost(precision), pick.epochs_that_fit(fits, precision)
+            return BudgetPlan(total_s, spent_s, total_s - spent_s, reason, None, trials_needed, cost_key)
+        cost, epochs = pick.cost(cost_key), pick.epochs_that_fit(fits, cost_key)
         reason += (
             f"; at that budget '{pick.name}' ({epochs:.0f} epochs at {cost:g}x the default's cost "
-            f"per epoch in {precision}) trained better than the default on the portfolio bench, so one "
+            f"per epoch in {cost_key}) trained better than the default on the portfolio bench, so one "
             "trial checks it learns here and the final model is its"
         )
         search_s = spent_s + pick_trial_s * cost
-        return BudgetPlan(total_s, search_s, total_s - search_s, reason, pick.name, trials_needed, precision)
+        return BudgetPlan(total_s, search_s, total_s - search_s, reason, pick.name, trials_needed, cost_key)
     reason = (
         f"the default needs about {wanted_final / 60:.1f} min for {FINAL_EPOCHS_WANTED} epochs "
         f"({final_epoch_s:.0f} s each); the search gets the rest, at most {max_share:.0%}"
     )
-    return BudgetPlan(total_s, search_s, total_s - search_s, reason, None, trials_needed, precision)
+    return BudgetPlan(total_s, search_s, total_s - search_s, reason, None, trials_needed, cost_key)
 
 
 def seconds_per_image(record: dict[str, Any], batch_size: int) -> float | None:

@@ -21,8 +21,10 @@ from search.errors import HyperCNNError
 from search.hardware import (
     apply_acceleration,
     choose_acceleration,
+    cost_key,
     cpu_count,
     cpu_model,
+    detect_gpus,
     onednn_limit,
     training_device_line,
 )
@@ -166,7 +168,7 @@ def budget_planner(
             pick_trial_s,
             trial_s,
             needed,
-            tuner.hypermodel.precision or "float32",
+            cost_key(tuner.hypermodel.precision or "float32", on_gpu=bool(detect_gpus())),
         )
         planned.append(plan)
         tuner.budget_plan = plan
@@ -229,6 +231,8 @@ def _search(
                 "onednn_limit": onednn_limit(),
                 "gpus": acceleration.gpus,
                 "precision": acceleration.precision,
+                # What the budget picks' costs are read at (search.plan.BudgetPick).
+                "cost_key": cost_key(acceleration.precision, on_gpu=bool(acceleration.gpus)),
                 "jit_compile": acceleration.jit_compile,
                 "kernels": select_kernels(
                     acceleration.precision, config.cache_dir, config.kernels, config.data_on

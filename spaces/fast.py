@@ -104,21 +104,24 @@ class FastNet(SpaceHyperModel):
             costs={"mixed_bfloat16": 3.2, "float32": 2.4},
         ),
         BudgetPick("cutout", {"augment_cutout": 0.5}, min_epochs=40, max_epochs=FINAL_EPOCHS_WANTED),
-        # In float32 only: 0.56 to 0.59 of the default's epoch there without AVX-512 (oneDNN capped
-        # at AVX2; 0.74 with AVX-512 float32 kernels, where it tied the default at 18 default epochs,
-        # results/bench_portfolio_avx512core_18.csv; 1.41 to 2.25 for width 24 in bfloat16, where it
-        # trailed). At 18 default epochs of time (a 5-minute job at 13 s per epoch) it trained
-        # 30 to 32 of its own and led the default by 0.75, 2.75 and 2.30 points on validation (three
-        # seeds, results/bench_portfolio_avx2cap_18*.csv); at 9 and at 30 default epochs of time it led
-        # by 2.50 and 5.10, and by 1.00 and 2.25 (two seeds, results/bench_portfolio_avx2cap_9_30.csv).
-        # Its range is those budgets in its own epochs as the plan counts them at 0.6: 15 to 50.
+        # In float32 only, at the cost of the CPU's vector width (search.hardware.cost_key): 0.56 to
+        # 0.59 of the default's epoch without AVX-512 (oneDNN capped at AVX2), 0.72 to 0.80 with
+        # AVX-512 float32 kernels (ONEDNN_MAX_CPU_ISA=AVX512_CORE), where at 18 default epochs of time
+        # it trained 23 to 25 of its own and led by -0.15, +2.20 and 0.00 points (three seeds,
+        # results/bench_portfolio_avx512core_18*.csv); in bfloat16 width 24 costs 1.41 to 2.25 and
+        # trailed. Without AVX-512, at 18 default epochs of time (a 5-minute job at 13 s per epoch) it
+        # trained 30 to 32 of its own and led the default by 0.75, 2.75 and 2.30 points on validation
+        # (three seeds, results/bench_portfolio_avx2cap_18*.csv); at 9 and at 30 default epochs of
+        # time it led by 2.50 and 5.10, and by 1.00 and 2.25 (two seeds,
+        # results/bench_portfolio_avx2cap_9_30.csv). Its range is those budgets in its own epochs as
+        # the plan counts them at 0.6: 15 to 50.
         BudgetPick(
             "w24-recipe",
             W24_RECIPE,
             min_epochs=15,
             max_epochs=50,
-            costs={"float32": 0.6},
-            precisions=frozenset({"float32"}),
+            costs={"float32/avx2": 0.6, "float32/avx512": 0.75},
+            led_at=frozenset({"float32"}),
         ),
     )
 

@@ -122,9 +122,12 @@ def test_a_budget_too_small_for_the_final_training_searches_nothing_but_its_budg
     job = json.loads((tmp_path / "run" / "job.json").read_text())
     assert job["plan"]["pick"] == "two-blocks" and job["plan"]["trials_needed"] == 10
     # The picks' costs are read at the precision the job trains in (mixed bfloat16 where the CPU has
-    # AVX512-BF16, else float32).
+    # AVX512-BF16, else float32) and, in float32, the vector width oneDNN runs it at.
+    from search.hardware import cost_key
+
     env = json.loads((tmp_path / "run" / "env.json").read_text())
-    assert job["plan"]["precision"] == env["hardware"]["precision"]
+    assert job["plan"]["cost_key"] == env["hardware"]["cost_key"]
+    assert env["hardware"]["cost_key"] == cost_key(env["hardware"]["precision"], on_gpu=False)
 
 
 def test_the_budget_belongs_to_the_run_and_a_resumed_job_continues_it(tmp_path: Path) -> None:
