@@ -83,14 +83,23 @@ def cpu_flags() -> list[str]:
         return []
 
 
+def onednn_cap() -> str:
+    """The instruction-set cap set for oneDNN (ONEDNN_MAX_CPU_ISA, upper case; '' where none)."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+
+
+def onednn_switched_off() -> bool:
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false")
+
+
 def onednn_limit() -> str | None:
     """Why TensorFlow's oneDNN cannot run bfloat16 natively on this CPU whatever its flags (None: it
     can): a cap on its instruction sets, or oneDNN switched off (then Eigen runs bf16 no faster than
     float32: 213 against 211 GFLOP/s on the same cores)."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    cap = onednn_cap()
     if cap in ONEDNN_ISAS_WITHOUT_BFLOAT16:
         return f"ONEDNN_MAX_CPU_ISA={cap}"
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
+    if onednn_switched_off():
         return "TF_ENABLE_ONEDNN_OPTS=0"
     return None
 
@@ -104,21 +113,21 @@ def cpu_has_bfloat16() -> bool:
 
 
 def cpu_float32_vectors() -> str:
-    """'avx512' where oneDNN runs float32 convolutions with AVX-512 on this CPU, else 'avx2' (a cap
-    below AVX512_CORE, oneDNN switched off, or a CPU without AVX-512F)."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
-    onednn_off = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false")
-    if "avx512f" in cpu_flags() and cap not in ONEDNN_ISAS_WITHOUT_AVX512 and not onednn_off:
+    """'avx512' where oneDNN runs float32 convolutions with AVX-512 on this CPU; 'avx2' where it runs
+    256-bit vectors (a cap below AVX512_CORE, oneDNN switched off, or a CPU with AVX2 but no AVX-512F);
+    'other' on any other CPU (no cost was measured there)."""
+    flags = cpu_flags()
+    if "avx512f" in flags and onednn_cap() not in ONEDNN_ISAS_WITHOUT_AVX512 and not onednn_switched_off():
         return "avx512"
-    return "avx2"
+    return "avx2" if "avx2" in flags else "other"
 
 
 def cost_key(precision: str, on_gpu: bool) -> str:
     """What a configuration's cost per epoch over the default's depends on, as the budget picks'
     measured costs are keyed (search.plan.BudgetPick): the precision and, in float32 on a CPU, the
     vector width oneDNN runs it at. Width 24 took 0.56 to 0.59 of the default's epoch in float32
-    with oneDNN capped at AVX2 and 0.74 with AVX-512 float32 kernels, on the same 2 cores
-    (results/bench_portfolio_avx2cap_18.csv, bench_portfolio_avx512core_18.csv)."""
+    with oneDNN capped at AVX2 and 0.72 to 0.80 with AVX-512 float32 kernels, on the same 2 cores
+    (results/bench_portfolio_avx2cap_18*.csv, bench_portfolio_avx512core_18*.csv)."""
     if precision == "float32" and not on_gpu:
         return f"float32/{cpu_float32_vectors()}"
     return precision

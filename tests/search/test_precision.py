@@ -126,6 +126,7 @@ def test_auto_precision_on_a_cpu_is_float32_where_onednn_may_not_run_bfloat16(mo
         (["avx2", "avx512f"], ("ONEDNN_MAX_CPU_ISA", "avx2"), "float32/avx2"),  # how benches emulate AVX2
         (["avx2", "avx512f"], ("TF_ENABLE_ONEDNN_OPTS", "0"), "float32/avx2"),
         (["avx2", "fma"], None, "float32/avx2"),  # a CPU without AVX-512
+        (["fp", "asimd"], None, "float32/other"),  # neither: no cost was measured there
     ],
 )
 def test_the_budget_picks_cost_key_names_the_float32_vector_width_onednn_runs(
