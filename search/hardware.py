@@ -61,17 +61,14 @@ def gpus_run_bfloat16() -> bool:
     return bool(fast) and all(fast)
 
 
-# oneDNN's instruction sets below AVX512_CORE_BF16 (the names ONEDNN_MAX_CPU_ISA takes). Capped at
-# one of them, a bfloat16 convolution on 2 AVX512-BF16 cores measured 84 GFLOP/s (AVX512_CORE,
-# AVX512_CORE_VNNI: emulated, a third of float32's 240) or failed outright (AVX2, AVX2_VNNI_2: "could
-# not create a primitive descriptor"); bench/machine.py's conv peak, 2026-12-06.
-ONEDNN_ISAS_WITHOUT_BFLOAT16 = frozenset(
-    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
-)
-
-
-# ... and those below AVX512_CORE: capped at one of them, oneDNN runs float32 with 256-bit vectors.
+# oneDNN's instruction sets (the names ONEDNN_MAX_CPU_ISA takes) below AVX512_CORE: capped at one of
+# them, oneDNN runs float32 with 256-bit vectors.
 ONEDNN_ISAS_WITHOUT_AVX512 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"})
+# ... and those below AVX512_CORE_BF16. Capped at one of them, a bfloat16 convolution on 2 AVX512-BF16
+# cores measured 84 GFLOP/s (AVX512_CORE, AVX512_CORE_VNNI: emulated, a third of float32's 240) or
+# failed outright (AVX2, AVX2_VNNI_2: "could not create a primitive descriptor"); bench/machine.py's
+# conv peak, 2026-12-06.
+ONEDNN_ISAS_WITHOUT_BFLOAT16 = ONEDNN_ISAS_WITHOUT_AVX512 | {"AVX512_CORE", "AVX512_CORE_VNNI"}
 
 
 @functools.cache  # a machine fact; what may change within a process (the environment) is read apart

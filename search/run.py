@@ -24,7 +24,6 @@ from search.hardware import (
     cost_key,
     cpu_count,
     cpu_model,
-    detect_gpus,
     onednn_limit,
     training_device_line,
 )
@@ -139,7 +138,12 @@ PICK_TRIAL_ALLOWANCE = 1.5
 
 
 def budget_planner(
-    tuner: HyperCNNTuner, job_budget_s: float, job_started: float, final_images: int, max_share: float
+    tuner: HyperCNNTuner,
+    job_budget_s: float,
+    job_started: float,
+    final_images: int,
+    max_share: float,
+    machine_cost_key: str,
 ) -> Callable[[Any], None]:
     """Once the first trial (the default) has a measured pace, split the job's budget (search.plan)
     and move the search's deadline to match; later trials leave the plan as it is."""
@@ -168,7 +172,7 @@ def budget_planner(
             pick_trial_s,
             trial_s,
             needed,
-            cost_key(tuner.hypermodel.precision or "float32", on_gpu=bool(detect_gpus())),
+            machine_cost_key,
         )
         planned.append(plan)
         tuner.budget_plan = plan
@@ -222,6 +226,8 @@ def _search(
     config.save(run.path)
     run.write_format()
     acceleration = choose_acceleration(config)
+    # What the budget picks' costs are read at (search.plan.BudgetPick): recorded, and given the plan.
+    machine_cost_key = cost_key(acceleration.precision, on_gpu=bool(acceleration.gpus))
     write_json(
         run.env,
         environment(
@@ -231,8 +237,7 @@ def _search(
                 "onednn_limit": onednn_limit(),
                 "gpus": acceleration.gpus,
                 "precision": acceleration.precision,
-                # What the budget picks' costs are read at (search.plan.BudgetPick).
-                "cost_key": cost_key(acceleration.precision, on_gpu=bool(acceleration.gpus)),
+                "cost_key": machine_cost_key,
                 "jit_compile": acceleration.jit_compile,
                 "kernels": select_kernels(
                     acceleration.precision, config.cache_dir, config.kernels, config.data_on
@@ -257,7 +262,9 @@ def _search(
     tuner.search_started = started
     if job_budget_s is not None:
         final_images = len(loaded.splits.y_train) + len(loaded.splits.y_val)
-        tuner.after_trial = budget_planner(tuner, job_budget_s, started, final_images, max_search_share)
+        tuner.after_trial = budget_planner(
+            tuner, job_budget_s, started, final_images, max_search_share, machine_cost_key
+        )
         # A resumed job plans at once from its finished default trial.
         for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
             tuner.after_trial(trial)
