@@ -44,10 +44,36 @@ def probe_chief(address: str, timeout_s: float = PROBE_S) -> None:
         channel.close()
 
 
+class ChiefWatch(threading.Thread):
+    """Exits the process (one line, code 2) at once when the chief that started this worker is gone.
+
+    A thread of its own: the heartbeat's lease renewal is a gRPC call that waits for a vanished chief
+    (wait_for_ready, up to CALL_TIMEOUT_S), and a check behind it let a SIGKILLed chief's workers train
+    on for that long."""
+
+    def __init__(self, parent: int, interval_s: float = 0.5) -> None:
+        super().__init__(name="chief-watch", daemon=True)
+        self.parent = parent
+        self.interval_s = interval_s
+
+    def run(self) -> None:
+        while os.getppid() == self.parent:
+            time.sleep(self.interval_s)
+        print("error: the chief that started this worker is gone; stopping", file=sys.stderr, flush=True)
+        os._exit(EXIT_CHIEF_LOST)
+
+
+def watch_local_chief() -> None:
+    """A worker the chief started (HYPERCNN_CHIEF_PID) leaves with it; a remote worker has no such
+    parent and relies on the heartbeat's lease."""
+    parent = int(os.environ.get("HYPERCNN_CHIEF_PID", "0"))
+    if parent:
+        ChiefWatch(parent).start()
+
+
 class Heartbeat(threading.Thread):
     """Renews the running trial's lease every quarter lease; exits the process (one line, code 2)
-    when the chief stays unreachable for a whole lease or more, and at once when the chief that
-    started this worker is gone."""
+    when the chief stays unreachable for a whole lease or more."""
 
     def __init__(self, client: Any, lease_s: float, address: str) -> None:
         super().__init__(name="lease-heartbeat", daemon=True)
@@ -55,17 +81,11 @@ class Heartbeat(threading.Thread):
         self.interval = max(0.5, lease_s / 4)
         self.give_up_after = max(lease_s, 30.0)
         self.address = address
-        self.parent = int(os.environ.get("HYPERCNN_CHIEF_PID", "0"))
 
     def run(self) -> None:
         last_answer = time.time()
         while True:
             time.sleep(self.interval)
-            if self.parent and os.getppid() != self.parent:
-                print(
-                    "error: the chief that started this worker is gone; stopping", file=sys.stderr, flush=True
-                )
-                os._exit(EXIT_CHIEF_LOST)
             try:
                 self.client.renew()
                 last_answer = time.time()
@@ -86,6 +106,7 @@ def run_worker(
     """Joins the search whose chief listens at `chief` and whose run folder is `out`; returns the
     exit status (0 once the chief says the search is over)."""
     parse_address(chief, "--chief")
+    watch_local_chief()  # from the start: loading TensorFlow and the data takes a while
     probe_chief(chief, wait_s)
     keras_backend = quiet.load_keras_backend()  # only once a chief answered: a wrong address fails in seconds
     from search import compat

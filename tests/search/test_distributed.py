@@ -3,6 +3,7 @@ and a single process killed mid-trial continues at the next epoch."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -182,6 +183,50 @@ def test_lost_workers_and_a_lost_chief_lose_no_trial(tmp_path: Path, tiny_npz: P
     assert table["worker"].str.startswith("worker1").any() and table["worker"].str.startswith("worker2").any()
     assert " on worker" in output
     assert not list(run.glob("tuner/trial_*/attempts")), "committed trials keep no attempt folders"
+
+
+# A chief stand-in: starts a worker-side process as the chief does (HYPERCNN_CHIEF_PID), prints its pid.
+CHIEF_STAND_IN = """
+import os, subprocess, sys, time
+env = {**os.environ, "HYPERCNN_CHIEF_PID": str(os.getpid())}
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], env=env)
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+# The worker side: watches its chief while its main thread is busy elsewhere (as in a gRPC call that
+# waits for a vanished chief) for longer than the test waits.
+BUSY_WORKER = """
+import sys, time
+from search.worker import watch_local_chief
+watch_local_chief()
+print("watching", file=sys.stderr, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_worker_leaves_within_seconds_when_its_chief_is_killed_whatever_it_is_doing(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "worker.log"
+    chief = subprocess.Popen(
+        [sys.executable, "-c", CHIEF_STAND_IN, BUSY_WORKER],
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+        cwd=Path.cwd(),
+    )
+    try:
+        worker = int(chief.stdout.readline())
+        wait_for(lambda: "watching" in log.read_text(), 60, chief, log)
+        chief.kill()
+        chief.wait()
+        wait_for(lambda: not _alive(worker), 5, log=log)
+    finally:
+        if chief.poll() is None:
+            chief.kill()
+        with contextlib.suppress(ProcessLookupError, NameError):
+            os.kill(worker, signal.SIGKILL)
+    assert "the chief that started this worker is gone" in log.read_text()
 
 
 def test_ctrl_c_stops_the_chief_and_every_worker_and_keeps_finished_trials(
