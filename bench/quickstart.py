@@ -3,8 +3,10 @@ machine as it is and on an emulated slow one.
 
 The slow machines these VMs sometimes are (2 AVX2 cores, a float32 conv peak of 135 to 170 GFLOP/s)
 cannot be chosen, so `slow` emulates one: the job and its peak measurement run on one core that a
-busy loop shares with them, in float32 (what HyperCNN picks on a CPU without native bfloat16). How
-slow that is depends on the VM, so each row carries the peak measured under its own conditions.
+busy loop shares with them, in float32 (what HyperCNN picks on a CPU without native bfloat16), with
+oneDNN held to AVX2 kernels (ONEDNN_MAX_CPU_ISA=AVX2: no AVX-512, so the plan reads the costs measured
+for such CPUs, search.hardware.cost_key). How slow that is depends on the VM, so each row carries the
+peak measured under its own conditions.
 
     .venv/bin/python bench/quickstart.py --modes native,slow    # ~22 minutes: results/bench_quickstart.csv
 """
@@ -30,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10-train-jpeg.zip"
 MODES = {
     "native": "this machine as it is",
-    "slow": "emulated slow machine: one core shared with a busy loop, float32",
+    "slow": "emulated slow machine: one core shared with a busy loop, float32, oneDNN capped at AVX2",
 }
 PEAK_SCRIPT = (
     "import sys; sys.path[:0] = ['bench', '.']\n"
@@ -58,7 +60,7 @@ def conditions(mode: str) -> Iterator[list[str]]:
         return
     busy = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
     try:
-        yield ["taskset", "-c", "0"]
+        yield ["taskset", "-c", "0", "env", "ONEDNN_MAX_CPU_ISA=AVX2"]
     finally:
         busy.kill()
         busy.wait()
