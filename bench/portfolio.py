@@ -48,6 +48,9 @@ STUDIED = {
         # stronger weight decay lift it at its own cost?
         "wd1e-3": {"weight_decay": 1e-3},
         "wd2e-3": {"weight_decay": 2e-3},
+        # Dropout before the head, the regularizer W48_GELU has and the default lacks.
+        "dropout0.1": {"dropout": 0.1},
+        "dropout0.2": {"dropout": 0.2},
     }
 }
 
