@@ -313,6 +313,11 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "results" / "bench_search_quality.csv"))
     parser.add_argument("--samplers", default="random", help="HyperCNN's samplers to run: random,model")
     parser.add_argument("--seeds", default="0", help="HyperCNN's search seeds (one split): e.g. 0,1,2")
+    parser.add_argument(
+        "--default-seeds",
+        default="",
+        help="default_only's training seeds (default: --seeds, so both means are over the same seeds)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one system in this process
     parser.add_argument("--sampler", default="random", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -346,6 +351,10 @@ def main() -> None:
                 for sampler in args.samplers.split(",")
                 for seed in args.seeds.split(",")
             ]
+        elif system == "default_only":
+            # Its own seed noise is as large as HyperCNN's (one training run per seed), so one seed
+            # against HyperCNN's mean over three compares a draw with an average.
+            runs += [(system, "", int(seed)) for seed in (args.default_seeds or args.seeds).split(",")]
         else:
             runs.append((system, "", 0))
     rows = []
@@ -385,18 +394,17 @@ def main() -> None:
             process_seconds=round(time.time() - started, 1),
         )
         rows.append(result)
-    # Over several seeds, one more row per sampler: the mean, with the spread (standard deviation).
-    for sampler in args.samplers.split(","):
+    # Over several seeds, one more row per sampler and for default_only: the mean, with the spread
+    # (standard deviation).
+    for system, sampler in [("hypercnn", s) for s in args.samplers.split(",")] + [("default_only", "")]:
         seeds = [
-            r
-            for r in rows
-            if r["system"] == "hypercnn" and r["sampler"] == sampler and r.get("test_accuracy")
+            r for r in rows if r["system"] == system and r["sampler"] == sampler and r.get("test_accuracy")
         ]
         if len(seeds) > 1:
             accuracies = pd.Series([r["test_accuracy"] for r in seeds])
             rows.append(
                 {
-                    "system": "hypercnn",
+                    "system": system,
                     "sampler": sampler,
                     "seed": "mean",
                     "test_accuracy": round(float(accuracies.mean()), 4),

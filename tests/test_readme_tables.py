@@ -56,3 +56,21 @@ def test_a_portfolio_candidate_is_compared_with_the_default_of_its_own_seed() ->
     assert "| seed |" in rendered
     one_seed = tables.portfolio_table(pd.DataFrame(rows[:2]))
     assert "| seed |" not in one_seed
+
+
+def test_hypercnn_is_compared_with_default_only_s_mean_over_its_seeds() -> None:
+    tables = load_tables_module()
+    common = {"budget_seconds": 300, "val_accuracy": 0.5, "trials": 1, "epochs": 30, "search_seconds": 5}
+    common |= {"wall_seconds": 300, "precision": "float32", "note": None, "test_accuracy_spread": None}
+    common |= {"commit": "abc1234", "date": "2026-12-07", "machine": "a CPU", "command": "python bench/x.py"}
+    rows = [
+        {**common, "system": "default_only", "sampler": None, "seed": "0", "test_accuracy": 0.83},
+        {**common, "system": "default_only", "sampler": None, "seed": "1", "test_accuracy": 0.79},
+        {**common, "system": "default_only", "sampler": None, "seed": "mean", "test_accuracy": 0.81},
+        {**common, "system": "hypercnn", "sampler": "random", "seed": "0", "test_accuracy": 0.82},
+    ]
+    rendered = tables.search_quality_table(pd.DataFrame(rows))
+    # Against the mean of its seeds (+1.00), not its first seed's draw (-1.00).
+    assert "HyperCNN against its default alone: +1.00 points" in rendered
+    single = tables.search_quality_table(pd.DataFrame(rows[:1] + rows[3:]))
+    assert "HyperCNN against its default alone: -1.00 points" in single
