@@ -192,10 +192,11 @@ def test_in_float32_the_wide_gelu_pick_gets_the_budgets_where_bfloat16_trains_cu
     )
 
 
-def test_a_five_minute_float32_job_trains_the_narrow_recipe_and_bfloat16_the_default() -> None:
+def test_a_five_minute_job_trains_the_narrow_recipe_in_float32_and_the_default_net_s_in_bfloat16() -> None:
     # A 295 s job in float32 (2 AVX512-BF16 cores with ONEDNN_MAX_CPU_ISA=AVX2: 13 s per default epoch)
     # fits 17 default epochs, 28 of 'w24-recipe' at 0.6, where it led the default on validation. In
-    # mixed bfloat16 (7 s per epoch) 33 fit: width 24 costs more there and trailed, so the default.
+    # mixed bfloat16 (7 s per epoch) 33 fit: width 24 costs more there and trailed, but the same recipe
+    # on the default's own net led it at 36.
     from spaces.fast import FastNet
 
     args = dict(picks=FastNet.budget_picks, pick_trial_s=13.0, trial_s=13.0, trials_needed=10)
@@ -205,7 +206,19 @@ def test_a_five_minute_float32_job_trains_the_narrow_recipe_and_bfloat16_the_def
         "'w24-recipe' (28 epochs at 0.6x the default's cost per epoch in float32/avx2)" in float32.describe()
     )
     assert float32.cost_key == "float32/avx2"
-    assert plan_budget(295.0, 7.0, 15.0, **args, cost_key="mixed_bfloat16").pick is None
+    bfloat16 = plan_budget(295.0, 7.0, 15.0, **args, cost_key="mixed_bfloat16")
+    assert bfloat16.pick == "w32-recipe" and bfloat16.search_s == pytest.approx(15.0 + 13.0 * 1.0)
+    assert (
+        "'w32-recipe' (33 epochs at 1x the default's cost per epoch in mixed_bfloat16)" in bfloat16.describe()
+    )
+    # Its range: 30 to 40 default epochs of time in bfloat16 (measured at 36), then cutout; never float32.
+    assert [
+        getattr(budget_pick(FastNet.budget_picks, e, "mixed_bfloat16"), "name", None)
+        for e in (29, 30, 39, 40)
+    ] == [None, "w32-recipe", "w32-recipe", "cutout"]
+    for cost_key in ("float32/avx2", "float32/avx512", "float32/other"):
+        for epochs in range(25, 45):
+            assert getattr(budget_pick(FastNet.budget_picks, epochs, cost_key), "name", None) != "w32-recipe"
     # Its range is the budgets it was measured at: 9 to 30 default epochs of time (15 to 50 of its own).
     assert [
         getattr(budget_pick(FastNet.budget_picks, e, "float32/avx2"), "name", None)
