@@ -72,26 +72,22 @@ def _seed(value: object) -> str:
         return str(value)
 
 
+def _figure_over_seeds(runs: pd.DataFrame) -> float | None:
+    """One system's (and sampler's) test accuracy: its mean row over seeds where there is one, else
+    its first scored run."""
+    mean = runs[runs["seed"].astype(str) == "mean"]
+    figures = (mean if len(mean) else runs)["test_accuracy"].dropna()
+    return float(figures.iloc[0]) if len(figures) else None
+
+
 def _hypercnn_figure(rows: pd.DataFrame) -> float | None:
-    """HyperCNN's test accuracy at one budget: the mean over seeds where there are several, else the
-    one run (random sampler first: the default)."""
+    """HyperCNN's test accuracy at one budget (random sampler first: the default)."""
     ours = rows[rows["system"] == "hypercnn"]
     for sampler in ("random", "model"):
-        mine = ours[ours["sampler"] == sampler]
-        mean = mine[mine["seed"].astype(str) == "mean"]
-        if len(mean):
-            return float(mean["test_accuracy"].iloc[0])
-        if len(mine) and not mine["test_accuracy"].isna().all():
-            return float(mine["test_accuracy"].iloc[0])
+        figure = _figure_over_seeds(ours[ours["sampler"] == sampler])
+        if figure is not None:
+            return figure
     return None
-
-
-def _default_only_figure(rows: pd.DataFrame) -> float | None:
-    """default_only's test accuracy at one budget: the mean over seeds where there are several."""
-    default = rows[rows["system"] == "default_only"]
-    mean = default[default["seed"].astype(str) == "mean"]
-    figures = (mean if len(mean) else default)["test_accuracy"].dropna()
-    return float(figures.iloc[0]) if len(figures) else None
 
 
 def search_quality_table(table: pd.DataFrame) -> str:
@@ -139,7 +135,7 @@ def search_quality_table(table: pd.DataFrame) -> str:
             )
         ours = _hypercnn_figure(rows)
         leads = []
-        default = _default_only_figure(rows)
+        default = _figure_over_seeds(rows[rows["system"] == "default_only"])
         if ours is not None and default is not None:
             leads.append(f"HyperCNN against its default alone: {100 * (ours - default):+.2f} points")
         peers = rows[~rows["system"].isin(["hypercnn", "default_only"])]["test_accuracy"]
