@@ -8,6 +8,7 @@ VMs' float32 conv peak has measured 135 to 535 GFLOP/s from one session to the n
 from __future__ import annotations
 
 import datetime
+import os
 import subprocess
 import sys
 import time
@@ -105,7 +106,7 @@ def machine_row(float32_peak: float, precision: str) -> dict:
     if limit:  # e.g. AVX-512 switched off in oneDNN: another machine for every comparison
         cpu += f" ({limit})"
     gpus = detect_gpus()
-    machine = f"{cpu}, {cores} cores, float32 conv peak {float32_peak:.0f} GFLOP/s"
+    machine = f"{cpu}, {cores} core{'' if cores == 1 else 's'}, float32 conv peak {float32_peak:.0f} GFLOP/s"
     if gpus:
         machine += f", GPU {', '.join(gpus)}"
     return {
@@ -116,9 +117,21 @@ def machine_row(float32_peak: float, precision: str) -> dict:
         "float32_peak_gflop_per_s": round(float32_peak, 1),
         "date": datetime.date.today().isoformat(),
         "precision": precision,
-        # With the setting that limits oneDNN in front, so that the command repeats the run.
-        "command": " ".join([*([limit] if limit else []), Path(sys.executable).name, *sys.argv]),
+        # With what limits the run in front (oneDNN's kernels, then the cores it may use), so that
+        # the command repeats it in a shell.
+        "command": " ".join(
+            [*([limit] if limit else []), *cpu_pinning(), Path(sys.executable).name, *sys.argv]
+        ),
     }
+
+
+def cpu_pinning() -> list[str]:
+    """`taskset -c CPUS` when this process may use fewer CPUs than the machine has (the emulated
+    slow machine runs on one core of two), else nothing."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not allowed or len(allowed) >= (os.cpu_count() or 0):
+        return []
+    return ["taskset", "-c", ",".join(str(cpu) for cpu in allowed)]
 
 
 def same_machine_and_commit(a: pd.Series, b: pd.Series) -> bool:

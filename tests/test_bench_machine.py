@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -26,3 +28,26 @@ def test_a_row_run_with_avx512_switched_off_is_another_machine(monkeypatch: pyte
     # Same commit, cores and peak: only the limit tells them apart, and merge_rows keeps them apart.
     assert not machine.same_machine_and_commit(pd.Series(native), pd.Series(capped))
     assert machine.same_machine_and_commit(pd.Series(capped), pd.Series(capped))
+
+
+def test_a_row_run_on_fewer_cores_than_the_machine_has_says_so_and_its_command_pins_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    machine = load_machine()
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    everything = os.sched_getaffinity(0)
+    if len(everything) < 2:
+        pytest.skip("needs a machine with two CPUs to pin one")
+    one = min(everything)
+    os.sched_setaffinity(0, {one})
+    try:
+        pinned = machine.machine_row(117.0, "float32")
+    finally:
+        os.sched_setaffinity(0, everything)
+    whole = machine.machine_row(231.0, "float32")
+    assert pinned["cores"] == 1 and ", 1 core," in pinned["machine"]
+    # A shell repeats it: the setting, then the pinning, then the command.
+    assert pinned["command"].startswith(f"ONEDNN_MAX_CPU_ISA=AVX2 taskset -c {one} ")
+    assert "taskset" not in whole["command"]
+    assert not machine.same_machine_and_commit(pd.Series(whole), pd.Series(pinned))
