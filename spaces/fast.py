@@ -134,13 +134,15 @@ class FastNet(SpaceHyperModel):
         # time it led by 2.50 and 5.10, and by 1.00 and 2.25 (two seeds,
         # results/bench_portfolio_avx2cap_9_30.csv), and at 36 by 0.90 (one seed, 59 of its own,
         # results/bench_portfolio_avx2cap_36.csv), where the recipe on the default's own net led by
-        # 1.00. Its range starts at 15 of its own epochs as the plan counts them at 0.6 (9 default
-        # epochs) and ends where cutout takes over (40 default epochs at 0.6): between 30 and 40 no
-        # pick was trained, and a 15-minute job on a slow machine (33 default epochs) tied the default.
+        # 1.00; at 6 it led by 4.55 and 6.55 with 10 and 11 of its own (two seeds,
+        # results/bench_portfolio_avx2cap_6.csv). Its range starts at 10 of its own epochs as the
+        # plan counts them at 0.6 (6 default epochs: a 5-minute job on one slow core fits 8 to 9) and
+        # ends where cutout takes over (40 default epochs at 0.6): between 30 and 40 no pick was
+        # trained, and a 15-minute job on a slow machine (33 default epochs) tied the default.
         BudgetPick(
             "w24-recipe",
             W24_RECIPE,
-            min_epochs=15,
+            min_epochs=6 / 0.6,
             max_epochs=40 / 0.6,
             costs={"float32/avx2": 0.6, "float32/avx512": 0.75},
             led_at=frozenset({"float32"}),
