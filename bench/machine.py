@@ -128,8 +128,10 @@ def machine_row(float32_peak: float, precision: str) -> dict:
 def cpu_pinning() -> list[str]:
     """`taskset -c CPUS` when this process may use fewer CPUs than the machine has (the emulated
     slow machine runs on one core of two), else nothing."""
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if not allowed or len(allowed) >= (os.cpu_count() or 0):
+    from search.hardware import allowed_cpus
+
+    allowed = allowed_cpus()
+    if len(allowed) >= (os.cpu_count() or 0):
         return []
     return ["taskset", "-c", ",".join(str(cpu) for cpu in allowed)]
 

@@ -171,8 +171,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_count() -> int:
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where the OS cannot say)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
+
+
+def cpu_count() -> int:
+    return len(allowed_cpus())
