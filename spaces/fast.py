@@ -146,7 +146,7 @@ class FastNet(SpaceHyperModel):
         # results/bench_portfolio_avx2cap_36.csv), where the recipe on the default's own net led by
         # 1.00; at 6 it led by 4.55 and 6.55 with 10 and 11 of its own (two seeds,
         # results/bench_portfolio_avx2cap_6.csv). Its range starts at 10 of its own epochs as the
-        # plan counts them at 0.6 (6 default epochs: a 5-minute job on one slow core fits 8 to 9) and
+        # plan counts them at 0.6 (6 default epochs: a 5-minute job on one slow core fits 7 to 9) and
         # ends where cutout takes over (40 default epochs at 0.6): between 30 and 40 no pick was
         # trained, and a 15-minute job on a slow machine (33 default epochs) tied the default.
         BudgetPick(
