@@ -149,7 +149,9 @@ def merge_rows(target: Path, table: pd.DataFrame, key: str) -> pd.DataFrame:
     and CHANGELOG.md keep them)."""
     if not target.is_file() or table.empty:
         return table
-    earlier = pd.read_csv(target)
+    # A commit such as 072e925 reads as a number (72e925: infinity) unless told it is text, and then
+    # matches no commit: the 2,700 s slow-machine bench lost one side's rows to it.
+    earlier = pd.read_csv(target, dtype={"commit": str})
     if not set(MACHINE_COLUMNS) <= set(earlier.columns):
         print(f"{target}: earlier rows have no commit/machine columns; replacing them", flush=True)
         return table

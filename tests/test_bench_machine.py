@@ -51,3 +51,20 @@ def test_a_row_run_on_fewer_cores_than_the_machine_has_says_so_and_its_command_p
     assert pinned["command"].startswith(f"ONEDNN_MAX_CPU_ISA=AVX2 taskset -c {one} ")
     assert "taskset" not in whole["command"]
     assert not machine.same_machine_and_commit(pd.Series(whole), pd.Series(pinned))
+
+
+def test_rows_of_a_commit_that_reads_as_a_number_are_merged_not_dropped(tmp_path) -> None:
+    machine = load_machine()
+    row = {
+        "commit": "072e925",  # 72e925 read as a number is infinity
+        "machine": "AMD EPYC, 1 core",
+        "cpu": "AMD EPYC",
+        "cores": 1,
+        "float32_peak_gflop_per_s": 115.0,
+        "date": "2026-12-07",
+        "precision": "float32",
+    }
+    target = tmp_path / "table.csv"
+    pd.DataFrame([{**row, "run": "default_only-0"}]).to_csv(target, index=False)
+    merged = machine.merge_rows(target, pd.DataFrame([{**row, "run": "hypercnn-0"}]), key="run")
+    assert sorted(merged["run"]) == ["default_only-0", "hypercnn-0"]
