@@ -143,15 +143,20 @@ def same_machine_and_commit(a: pd.Series, b: pd.Series) -> bool:
     return abs(peak_a - peak_b) <= SAME_PEAK_TOLERANCE * max(peak_a, peak_b)
 
 
+def read_rows(path: Path) -> pd.DataFrame:
+    """A results CSV with its commit column as text: a commit such as 072e925 otherwise reads as a
+    number (72e925: infinity) and matches no commit (the 2,700 s slow-machine bench lost one side's
+    rows to it)."""
+    return pd.read_csv(path, dtype={"commit": str})
+
+
 def merge_rows(target: Path, table: pd.DataFrame, key: str) -> pd.DataFrame:
     """The new rows, plus earlier rows of `target` for other `key`s only when they ran on the same
     commit and machine; rows from another commit or machine are dropped, not mixed in (git history
     and CHANGELOG.md keep them)."""
     if not target.is_file() or table.empty:
         return table
-    # A commit such as 072e925 reads as a number (72e925: infinity) unless told it is text, and then
-    # matches no commit: the 2,700 s slow-machine bench lost one side's rows to it.
-    earlier = pd.read_csv(target, dtype={"commit": str})
+    earlier = read_rows(target)
     if not set(MACHINE_COLUMNS) <= set(earlier.columns):
         print(f"{target}: earlier rows have no commit/machine columns; replacing them", flush=True)
         return table

@@ -127,12 +127,13 @@ def main() -> None:
         raise SystemExit(f"--modes: unknown {', '.join(unknown)}; choose from {', '.join(MODES)}")
 
     import pandas as pd
+    from machine import read_rows
 
     rows = [run_mode(mode, args.data, Path(args.work)) for mode in modes]
     table = pd.DataFrame(rows)
     target = Path(args.output)
     # Each mode is its own machine: earlier rows of the other mode are kept only from this commit.
-    earlier = pd.read_csv(target, dtype={"commit": str}) if target.is_file() else pd.DataFrame()
+    earlier = read_rows(target) if target.is_file() else pd.DataFrame()
     if not earlier.empty:
         earlier = earlier[~earlier["run"].isin(table["run"]) & (earlier["commit"] == table.iloc[0]["commit"])]
     table = pd.concat([earlier, table], ignore_index=True) if not earlier.empty else table
